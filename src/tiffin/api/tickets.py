@@ -1,0 +1,49 @@
+"""Presigned URLs: signed, expiring tickets that let an unauthenticated PUT/GET reach one artifact.
+
+The client sends presigned requests without any token (§1.2), so the URL itself must carry the right.
+"""
+
+from dataclasses import asdict, dataclass
+
+from cryptography.fernet import Fernet, InvalidToken
+from pydantic import TypeAdapter, ValidationError
+
+from tiffin.core.errors import Forbidden
+
+
+@dataclass(frozen=True)
+class Ticket:
+    action: str
+    organization_id: int
+    kind: str
+    repository: str
+    version: str
+    upload_id: str = ""
+    part_number: int = 0
+
+
+_TICKET = TypeAdapter(Ticket)
+
+
+class TicketSigner:
+    def __init__(self, key: bytes, ttl_seconds: int) -> None:
+        self._fernet = Fernet(key)
+        self._ttl = ttl_seconds
+
+    def sign(self, ticket: Ticket) -> str:
+        return self._fernet.encrypt(_TICKET.dump_json(ticket)).decode()
+
+    def verify(self, token: str, action: str) -> Ticket:
+        try:
+            ticket = _TICKET.validate_json(self._fernet.decrypt(token.encode(), ttl=self._ttl))
+        except (InvalidToken, ValidationError, ValueError):
+            raise Forbidden(
+                "This presigned URL is invalid or has expired: ask the server for a new one."
+            ) from None
+        if ticket.action != action:
+            raise Forbidden(f"This presigned URL is for {ticket.action}, not {action}.")
+        return ticket
+
+    @staticmethod
+    def describe(ticket: Ticket) -> dict[str, object]:
+        return asdict(ticket)

@@ -1,0 +1,1 @@
+"""The `tiffin` command line."""

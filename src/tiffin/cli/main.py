@@ -1,0 +1,50 @@
+"""`tiffin up`: one process serving the API on a host and port, state under TIFFIN_HOME."""
+
+import sys
+
+import click
+import uvicorn
+
+from tiffin import __version__
+from tiffin.core.errors import TiffinError
+from tiffin.core.settings import Settings
+from tiffin.server.wiring import build
+
+
+@click.group()
+@click.version_option(__version__, prog_name="tiffin")
+def main() -> None:
+    """Tiffin: a self-hosted cloud for BentoML services."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=3000, show_default=True, type=click.IntRange(0, 65535))
+def up(host: str, port: int) -> None:
+    """Start Tiffin: the API (and later console and gateway) in one process."""
+    try:
+        settings = Settings.from_env()
+        tiffin = build(settings)
+    except TiffinError as exc:
+        raise click.ClickException(exc.message) from None
+    endpoint = f"http://{_display_host(host)}:{port}"
+    _announce(settings, endpoint, tiffin.admin_token)
+    try:
+        uvicorn.run(tiffin.app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        tiffin.db.dispose()
+    click.echo("Tiffin stopped.")
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def _announce(settings: Settings, endpoint: str, admin_token: str | None) -> None:
+    click.echo(f"Tiffin {__version__} serving at {endpoint} (state in {settings.home})")
+    if admin_token is not None:
+        click.echo("First start: created the admin API token. It is shown only this once:")
+        click.echo(f"  {admin_token}")
+        click.echo("Log the bentoml CLI in with:")
+        click.echo(f"  bentoml cloud login --endpoint {endpoint} --api-token {admin_token}")
+    sys.stdout.flush()

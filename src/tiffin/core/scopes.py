@@ -1,0 +1,79 @@
+"""API token scopes and what each one permits.
+
+Scopes are BentoCloud's (`api`, `read_organization`, ...) plus Tiffin's `protected_endpoint` and
+`protected_endpoint:<deployment>`, which let a caller invoke protected deployments.
+"""
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from tiffin.core.errors import BadRequest
+
+PROTECTED_ENDPOINT = "protected_endpoint"
+_PROTECTED_ENDPOINT_PREFIX = PROTECTED_ENDPOINT + ":"
+
+
+class Scope(StrEnum):
+    API = "api"
+    READ_ORGANIZATION = "read_organization"
+    WRITE_ORGANIZATION = "write_organization"
+    READ_CLUSTER = "read_cluster"
+    WRITE_CLUSTER = "write_cluster"
+
+
+class Permission(StrEnum):
+    """What a route needs; each is granted by the scopes listed in `_GRANTED_BY`."""
+
+    READ_REGISTRY = "read bentos and models"
+    WRITE_REGISTRY = "push bentos and models"
+    READ_ORGANIZATION = "read organization settings (API tokens, secrets)"
+    WRITE_ORGANIZATION = "change organization settings (API tokens, secrets)"
+    READ_CLUSTER = "read clusters, instance types and deployments"
+    WRITE_CLUSTER = "change deployments"
+
+
+_GRANTED_BY: dict[Permission, frozenset[str]] = {
+    Permission.READ_REGISTRY: frozenset({Scope.API, Scope.READ_ORGANIZATION, Scope.WRITE_ORGANIZATION}),
+    Permission.WRITE_REGISTRY: frozenset({Scope.API, Scope.WRITE_ORGANIZATION}),
+    Permission.READ_ORGANIZATION: frozenset({Scope.API, Scope.READ_ORGANIZATION, Scope.WRITE_ORGANIZATION}),
+    Permission.WRITE_ORGANIZATION: frozenset({Scope.API, Scope.WRITE_ORGANIZATION}),
+    Permission.READ_CLUSTER: frozenset({Scope.API, Scope.READ_CLUSTER, Scope.WRITE_CLUSTER}),
+    Permission.WRITE_CLUSTER: frozenset({Scope.API, Scope.WRITE_CLUSTER}),
+}
+
+DEFAULT_SCOPES: tuple[str, ...] = (Scope.API.value, PROTECTED_ENDPOINT)
+
+
+def normalize_scopes(requested: Iterable[str] | None) -> list[str]:
+    """Validate requested scopes; none requested means `api` and `protected_endpoint`."""
+    scopes = list(dict.fromkeys(requested or ()))
+    if not scopes:
+        return list(DEFAULT_SCOPES)
+    for scope in scopes:
+        if not _is_known(scope):
+            raise BadRequest(
+                f"Unknown scope {scope!r}: use one of {', '.join(_known_names())}, or"
+                " protected_endpoint:<deployment-name>."
+            )
+    return scopes
+
+
+def grants(scopes: Iterable[str], permission: Permission) -> bool:
+    return not _GRANTED_BY[permission].isdisjoint(scopes)
+
+
+def may_call_deployment(scopes: Iterable[str], deployment: str) -> bool:
+    """Whether a token may call the protected deployment named `deployment`."""
+    wanted = {PROTECTED_ENDPOINT, _PROTECTED_ENDPOINT_PREFIX + deployment}
+    return not wanted.isdisjoint(scopes)
+
+
+def _is_known(scope: str) -> bool:
+    if scope in _known_names():
+        return True
+    target = scope.removeprefix(_PROTECTED_ENDPOINT_PREFIX)
+    return scope.startswith(_PROTECTED_ENDPOINT_PREFIX) and bool(target)
+
+
+def _known_names() -> list[str]:
+    return [*(s.value for s in Scope), PROTECTED_ENDPOINT]

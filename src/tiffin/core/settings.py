@@ -1,0 +1,70 @@
+"""Settings read once from the environment (`TIFFIN_*`), so every component sees the same values."""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from tiffin.core.errors import BadRequest
+
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024**3
+
+
+class UploadMode(StrEnum):
+    """How the server asks clients to upload bentos and models (the server decides, §4.2)."""
+
+    PROXY = "proxy"
+    PRESIGNED = "presigned"
+    MULTIPART = "multipart"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    bootstrap_token: str | None = None
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    upload_mode: UploadMode = UploadMode.PROXY
+    presign_ttl_seconds: int = 3600
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def instance_types_file(self) -> Path:
+        return self.home / "instance-types.yaml"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.home / "secret.key"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        home = Path(env.get("TIFFIN_HOME") or Path.home() / ".tiffin").expanduser().resolve()
+        return cls(
+            home=home,
+            database_url=env.get("TIFFIN_DATABASE_URL") or f"sqlite:///{home / 'tiffin.db'}",
+            bootstrap_token=env.get("TIFFIN_BOOTSTRAP_TOKEN") or None,
+            max_upload_bytes=_positive_int(env, "TIFFIN_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
+            upload_mode=_upload_mode(env.get("TIFFIN_UPLOAD_MODE") or UploadMode.PROXY.value),
+        )
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise BadRequest(f"{name} must be a positive whole number of bytes, not {raw!r}.")
+    return int(raw)
+
+
+def _upload_mode(raw: str) -> UploadMode:
+    try:
+        return UploadMode(raw)
+    except ValueError:
+        choices = ", ".join(m.value for m in UploadMode)
+        raise BadRequest(f"TIFFIN_UPLOAD_MODE must be one of {choices}, not {raw!r}.") from None

@@ -1,0 +1,1 @@
+"""Wiring: builds the components from settings and runs them in one process (`tiffin up`)."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the Tiffin store; `tiffin.store.db.migrate` applies them."""
