@@ -145,15 +145,11 @@ def test_unsafe_member_is_refused(tmp_path: pathlib.Path, entry: Entry, shown: s
             "./early",
             id="symlink-escapes-through-later-symlink",
         ),
-        pytest.param(
-            [link("./loop1", "loop2"), link("./loop2", "loop1")], "./loop1", id="symlink-loop"
-        ),
+        pytest.param([link("./loop1", "loop2"), link("./loop2", "loop1")], "./loop1", id="symlink-loop"),
         pytest.param([file("./x"), link("./x", "/tmp")], "./x", id="duplicate-path"),
     ],
 )
-def test_unsafe_link_combination_is_refused(
-    tmp_path: pathlib.Path, entries: list[Entry], shown: str
-) -> None:
+def test_unsafe_link_combination_is_refused(tmp_path: pathlib.Path, entries: list[Entry], shown: str) -> None:
     path = write_tar(tmp_path / "bento.tar", [file("./bento.yaml", BENTO_YAML), *entries])
 
     with pytest.raises(BadRequest) as caught:
@@ -172,13 +168,9 @@ def test_unsafe_link_combination_is_refused(
         pytest.param([file("./bento.yaml", b"")], id="empty-manifest"),
         pytest.param([file("./bento.yaml", b"1: one\n")], id="non-text-keys"),
         pytest.param([file("./bento.yaml", b"\xff\xfe\xfa")], id="not-text"),
-        pytest.param(
-            [file("./bento.yaml", b"#" * (MAX_MANIFEST_BYTES + 1))], id="larger-than-1-mib"
-        ),
+        pytest.param([file("./bento.yaml", b"#" * (MAX_MANIFEST_BYTES + 1))], id="larger-than-1-mib"),
         pytest.param([directory("./bento.yaml")], id="directory"),
-        pytest.param(
-            [file("./real.yaml", BENTO_YAML), link("./bento.yaml", "real.yaml")], id="symlink"
-        ),
+        pytest.param([file("./real.yaml", BENTO_YAML), link("./bento.yaml", "real.yaml")], id="symlink"),
     ],
 )
 def test_bad_manifest_is_refused(tmp_path: pathlib.Path, entries: list[Entry]) -> None:

@@ -178,9 +178,7 @@ def _catalog_file(tmp_path: Path, bad: dict[str, Any] | None, drop: str | None =
         ({"name": "first"}, "instance_types[2].name 'first' is already used by instance_types[0]"),
     ],
 )
-def test_malformed_entry_names_the_field(
-    tmp_path: Path, bad: dict[str, Any], expected: str
-) -> None:
+def test_malformed_entry_names_the_field(tmp_path: Path, bad: dict[str, Any], expected: str) -> None:
     path = _catalog_file(tmp_path, bad)
     with pytest.raises(BadRequest) as caught:
         load_catalog(path)

@@ -32,9 +32,7 @@ def require(permission: Permission | None) -> Callable[..., Principal]:
     ) -> Principal:
         with context.db.session() as session:
             token = authenticate(session, x_yatai_api_token, context.clock.now())
-            principal = Principal(
-                token.user_id, token.user.organization_id, token.name, tuple(token.scopes)
-            )
+            principal = Principal(token.user_id, token.user.organization_id, token.name, tuple(token.scopes))
         if permission is not None and not grants(principal.scopes, permission):
             raise Forbidden(
                 f"The API token {principal.token_name!r} may not {permission.value}: create a token"

@@ -59,8 +59,7 @@ def read_manifest(path: pathlib.Path, manifest_name: str) -> dict[str, Any]:
             return _read_checked(archive, manifest_name, kind)
     except _UNREADABLE as exc:
         raise BadRequest(
-            f"The upload is not a tar archive or is damaged; push the {kind} again with the "
-            "bentoml CLI."
+            f"The upload is not a tar archive or is damaged; push the {kind} again with the bentoml CLI."
         ) from exc
 
 
@@ -106,19 +105,15 @@ def _checked_parts(member: tarfile.TarInfo, kind: str) -> list[str]:
     name = member.name
     if "\x00" in name:
         raise BadRequest(
-            f"The archive member '{_shown(name)}' has a NUL byte in its name; remove it and push "
-            "again."
+            f"The archive member '{_shown(name)}' has a NUL byte in its name; remove it and push again."
         )
     parts = _parts(name)
     if _is_absolute(name) or ".." in parts:
         raise BadRequest(
-            f"The archive member '{_shown(name)}' points outside the {kind}; remove it and push "
-            "again."
+            f"The archive member '{_shown(name)}' points outside the {kind}; remove it and push again."
         )
     if not parts and not member.isdir():
-        raise BadRequest(
-            f"The archive member '{_shown(name)}' has no file name; remove it and push again."
-        )
+        raise BadRequest(f"The archive member '{_shown(name)}' has no file name; remove it and push again.")
     return parts
 
 
@@ -191,35 +186,26 @@ def _escapes(pending: list[str], symlinks: dict[str, str]) -> bool:
     return False
 
 
-def _parse_manifest(
-    archive: tarfile.TarFile, member: tarfile.TarInfo, manifest_name: str
-) -> dict[str, Any]:
+def _parse_manifest(archive: tarfile.TarFile, member: tarfile.TarInfo, manifest_name: str) -> dict[str, Any]:
     raw = _manifest_bytes(archive, member, manifest_name)
     try:
         data = yaml.safe_load(raw)
     except (yaml.YAMLError, RecursionError) as exc:
-        raise BadRequest(
-            f"The manifest '{manifest_name}' is not valid YAML; fix it and push again."
-        ) from exc
+        raise BadRequest(f"The manifest '{manifest_name}' is not valid YAML; fix it and push again.") from exc
     if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
         raise BadRequest(
-            f"The manifest '{manifest_name}' must be a YAML mapping with text keys; fix it and "
-            "push again."
+            f"The manifest '{manifest_name}' must be a YAML mapping with text keys; fix it and push again."
         )
     return data
 
 
 def _manifest_bytes(archive: tarfile.TarFile, member: tarfile.TarInfo, manifest_name: str) -> bytes:
     if not member.isreg():
-        raise BadRequest(
-            f"The manifest '{manifest_name}' must be a regular file; replace it and push again."
-        )
+        raise BadRequest(f"The manifest '{manifest_name}' must be a regular file; replace it and push again.")
     stream = archive.extractfile(member)
     raw = b"" if stream is None else stream.read(MAX_MANIFEST_BYTES + 1)
     if member.size > MAX_MANIFEST_BYTES or len(raw) > MAX_MANIFEST_BYTES:
-        raise BadRequest(
-            f"The manifest '{manifest_name}' is larger than 1 MiB; shrink it and push again."
-        )
+        raise BadRequest(f"The manifest '{manifest_name}' is larger than 1 MiB; shrink it and push again.")
     return raw
 
 

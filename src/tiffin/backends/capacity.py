@@ -59,8 +59,7 @@ class HostCapacity:
             return f"{needs} {need} of memory but this machine has {have}."
         if instance_type.gpu_count > len(self.gpus):
             return (
-                f"{needs} {_gpus(instance_type.gpu_count)}"
-                f" but this machine has {len(self.gpus) or 'none'}."
+                f"{needs} {_gpus(instance_type.gpu_count)} but this machine has {len(self.gpus) or 'none'}."
             )
         return None
 

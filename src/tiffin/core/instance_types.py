@@ -127,8 +127,7 @@ def parse_cpu(value: str | int | float) -> int:
     millicores = _cpu_millicores(value)
     if millicores is None:
         raise BadRequest(
-            f"The CPU amount {value!r} must be a number of cores like 2 or 0.5,"
-            " or of millicores like 500m."
+            f"The CPU amount {value!r} must be a number of cores like 2 or 0.5, or of millicores like 500m."
         )
     return millicores
 
@@ -258,9 +257,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 def _parse_entry(where: str, entry: object) -> InstanceType:
     """One validated catalog entry; `where` (file and index) starts every error message."""
     if not isinstance(entry, dict):
-        raise BadRequest(
-            f"{where} must be a mapping with {', '.join(_REQUIRED_FIELDS)}, not {entry!r}."
-        )
+        raise BadRequest(f"{where} must be a mapping with {', '.join(_REQUIRED_FIELDS)}, not {entry!r}.")
     _check_fields(where, entry)
     gpu_count = _gpu_count(where, entry.get("gpu"))
     return InstanceType(
@@ -279,9 +276,7 @@ def _parse_entry(where: str, entry: object) -> InstanceType:
 def _check_fields(where: str, entry: dict[Any, Any]) -> None:
     for key in entry:
         if key not in _ALL_FIELDS:
-            raise BadRequest(
-                f"{where} has an unknown field {key!r}; use only {', '.join(_ALL_FIELDS)}."
-            )
+            raise BadRequest(f"{where} has an unknown field {key!r}; use only {', '.join(_ALL_FIELDS)}.")
     for field in _REQUIRED_FIELDS:
         if field not in entry:
             raise BadRequest(f"{where}.{field} is missing; add it.")
@@ -316,9 +311,7 @@ def _price(where: str, value: object) -> str:
 def _cpu(where: str, value: object) -> int:
     millicores = _cpu_millicores(value)
     if not millicores:
-        raise BadRequest(
-            f"{where}.cpu must be a positive CPU amount like 2, 0.5 or 500m, not {value!r}."
-        )
+        raise BadRequest(f"{where}.cpu must be a positive CPU amount like 2, 0.5 or 500m, not {value!r}.")
     return millicores
 
 
@@ -341,14 +334,12 @@ def _gpu_type(where: str, gpu_count: int, value: object) -> str | None:
     if gpu_count == 0:
         if value is not None:
             raise BadRequest(
-                f"{where}.gpu_type is set but gpu is 0; set gpu to the number of GPUs"
-                " or remove gpu_type."
+                f"{where}.gpu_type is set but gpu is 0; set gpu to the number of GPUs or remove gpu_type."
             )
         return None
     if value is None:
         raise BadRequest(
-            f"{where}.gpu_type is missing; add the GPU model, like nvidia-l4, since gpu is"
-            f" {gpu_count}."
+            f"{where}.gpu_type is missing; add the GPU model, like nvidia-l4, since gpu is {gpu_count}."
         )
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"{where}.gpu_type must be a GPU model like nvidia-l4, not {value!r}.")

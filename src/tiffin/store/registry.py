@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from tiffin.core.errors import BadRequest, Conflict, NotFound
@@ -52,9 +52,7 @@ def create_repository(
     existing = session.scalar(_repositories(org, kind).where(Repository.name == name))
     if existing is not None:
         return existing
-    repo = Repository(
-        organization_id=org.id, kind=kind, name=name, description=description, created_at=now
-    )
+    repo = Repository(organization_id=org.id, kind=kind, name=name, description=description, created_at=now)
     session.add(repo)
     session.flush()
     return repo
@@ -101,8 +99,8 @@ def list_artifacts(
     session: Session, org: Organization, kind: Kind, page: "Page", repo: Repository | None = None
 ) -> tuple[list[Artifact], int]:
     """Versions newest first (the client takes `items[0]` as the latest)."""
-    query = select(Artifact).join(Repository).where(
-        Repository.organization_id == org.id, Repository.kind == kind
+    query = (
+        select(Artifact).join(Repository).where(Repository.organization_id == org.id, Repository.kind == kind)
     )
     if repo is not None:
         query = query.where(Artifact.repository_id == repo.id)
@@ -135,7 +133,7 @@ def finish_upload(artifact: Artifact, status: str, reason: str, now: datetime) -
     artifact.updated_at = now
 
 
-def _repositories(org: Organization, kind: Kind) -> Any:
+def _repositories(org: Organization, kind: Kind) -> Select[Repository]:
     return select(Repository).where(Repository.organization_id == org.id, Repository.kind == kind)
 
 

@@ -58,16 +58,27 @@ class SecretStore:
         self._box = box
 
     def create(
-        self, session: Session, creator: User, cluster: Cluster, name: str, description: str,
-        content: SecretContent, now: datetime,
+        self,
+        session: Session,
+        creator: User,
+        cluster: Cluster,
+        name: str,
+        description: str,
+        content: SecretContent,
+        now: datetime,
     ) -> Secret:
         _check_name(name)
         content.check()
         if self._find(session, creator, name) is not None:
             raise Conflict(f"A secret named {name!r} exists already: update it or pick another name.")
         secret = Secret(
-            organization_id=creator.organization_id, cluster=cluster, cluster_id=cluster.id,
-            creator=creator, creator_id=creator.id, name=name, description=description,
+            organization_id=creator.organization_id,
+            cluster=cluster,
+            cluster_id=cluster.id,
+            creator=creator,
+            creator_id=creator.id,
+            name=name,
+            description=description,
             created_at=now,
         )
         self._fill(secret, content)
@@ -75,9 +86,7 @@ class SecretStore:
         session.flush()
         return secret
 
-    def update(
-        self, secret: Secret, description: str | None, content: SecretContent, now: datetime
-    ) -> None:
+    def update(self, secret: Secret, description: str | None, content: SecretContent, now: datetime) -> None:
         content.check()
         if description is not None:
             secret.description = description
@@ -93,9 +102,7 @@ class SecretStore:
     def items(self, secret: Secret) -> list[SecretItem]:
         return [SecretItem(**item) for item in self._box.open(secret.items_ciphertext)]
 
-    def list(
-        self, session: Session, user: User, search: str | None
-    ) -> tuple[list[Secret], int]:
+    def list(self, session: Session, user: User, search: str | None) -> tuple[list[Secret], int]:
         query = select(Secret).where(Secret.organization_id == user.organization_id)
         if search:
             query = query.where(Secret.name.contains(search))

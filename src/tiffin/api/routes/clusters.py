@@ -33,9 +33,7 @@ def cluster(name: str, _: ReadCluster, context: Context) -> dict[str, Any]:
 
 
 @router.get("/instance_types")
-def instance_types(
-    _: ReadCluster, context: Context, cluster: str | None = None
-) -> list[dict[str, Any]]:
+def instance_types(_: ReadCluster, context: Context, cluster: str | None = None) -> list[dict[str, Any]]:
     with context.db.session() as session:
         find_cluster(session, cluster)
     return _instance_types(context.instance_types, context.host)

@@ -28,8 +28,8 @@ from tiffin.core.errors import BadRequest, NotFound
 from tiffin.core.ids import new_uid
 from tiffin.core.settings import UploadMode
 from tiffin.core.timefmt import parse_client_time
-from tiffin.store.models import Artifact, Organization
 from tiffin.store import registry as reg
+from tiffin.store.models import Artifact, Organization
 from tiffin.store.registry import Kind
 
 Json = dict[str, Any]
@@ -141,7 +141,9 @@ def _upload_routes(router: APIRouter, kind: Kind) -> None:
             artifact = load_artifact(session, principal.organization_id, kind, repo, version)
             if context.settings.upload_mode is UploadMode.PROXY:
                 return artifact_json(context, artifact)
-            url = _presigned_url(context, request, Ticket("upload", principal.organization_id, kind, repo, version))
+            url = _presigned_url(
+                context, request, Ticket("upload", principal.organization_id, kind, repo, version)
+            )
             return artifact_json(context, artifact, upload=url)
 
     @router.patch(one + "/start_upload")
@@ -181,13 +183,25 @@ def _multipart_routes(router: APIRouter, kind: Kind) -> None:
 
     @router.patch(one + "/presign_multipart_upload_url")
     def presign_part(
-        repo: str, version: str, body: PresignPart, principal: WriteRegistry, context: Context,
+        repo: str,
+        version: str,
+        body: PresignPart,
+        principal: WriteRegistry,
+        context: Context,
         request: Request,
     ) -> Json:
         with context.db.session() as session:
             artifact = load_artifact(session, principal.organization_id, kind, repo, version)
             _check_upload_id(artifact, body.upload_id)
-            ticket = Ticket("upload-part", principal.organization_id, kind, repo, version, body.upload_id, body.part_number)
+            ticket = Ticket(
+                "upload-part",
+                principal.organization_id,
+                kind,
+                repo,
+                version,
+                body.upload_id,
+                body.part_number,
+            )
             return artifact_json(context, artifact, upload=_presigned_url(context, request, ticket))
 
     @router.patch(one + "/complete_multipart_upload")
@@ -218,7 +232,9 @@ def _download_routes(router: APIRouter, kind: Kind) -> None:
             artifact = load_artifact(session, principal.organization_id, kind, repo, version)
             if context.settings.upload_mode is UploadMode.PROXY:
                 return artifact_json(context, artifact)
-            url = _presigned_url(context, request, Ticket("download", principal.organization_id, kind, repo, version))
+            url = _presigned_url(
+                context, request, Ticket("download", principal.organization_id, kind, repo, version)
+            )
             return artifact_json(context, artifact, download=url)
 
     @router.get(one + "/download")
@@ -251,9 +267,7 @@ def _check_etags(context: ApiContext, body: CompleteMultipart) -> None:
     for part in body.parts:
         stored = context.artifacts.part_etag(body.upload_id, part.part_number)
         if stored is None or part.etag.strip('"') != stored:
-            raise BadRequest(
-                f"Part {part.part_number} does not match what was uploaded: upload it again."
-            )
+            raise BadRequest(f"Part {part.part_number} does not match what was uploaded: upload it again.")
 
 
 def _checked_manifest(kind: Kind, manifest: dict[str, Any] | None) -> dict[str, Any] | None:

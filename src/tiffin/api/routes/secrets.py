@@ -31,7 +31,12 @@ def create(body: CreateSecret, principal: WriteOrganization, context: Context, r
         user = session.get_one(User, principal.user_id)
         cluster = find_cluster(session, request.query_params.get("cluster"))
         row = context.secrets.create(
-            session, user, cluster, body.name, body.description or "", _content(body.content),
+            session,
+            user,
+            cluster,
+            body.name,
+            body.description or "",
+            _content(body.content),
             context.clock.now(),
         )
         return _json(context.secrets, row)

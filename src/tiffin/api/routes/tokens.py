@@ -38,7 +38,10 @@ def list_tokens(principal: ReadOrganization, context: Context, request: Request)
     with context.db.session() as session:
         user = session.get_one(User, principal.user_id)
         rows, total = tokens.list_tokens(
-            session, user, start, int_param(params.get("count"), "count", 100),
+            session,
+            user,
+            start,
+            int_param(params.get("count"), "count", 100),
             text_param(params.get("search")),
         )
         return wire.page([_json(context, row) for row in rows], start, total)
