@@ -3,11 +3,11 @@
 import sys
 
 import click
-import uvicorn
 
 from tiffin import __version__
 from tiffin.core.errors import TiffinError
 from tiffin.core.settings import Settings
+from tiffin.server.serve import serve
 from tiffin.server.wiring import build
 
 
@@ -30,7 +30,7 @@ def up(host: str, port: int) -> None:
     endpoint = f"http://{_display_host(host)}:{port}"
     _announce(settings, endpoint, tiffin.admin_token)
     try:
-        uvicorn.run(tiffin.app, host=host, port=port, log_level="warning", access_log=False)
+        serve(tiffin.app, host, port)
     finally:
         tiffin.db.dispose()
     click.echo("Tiffin stopped.")

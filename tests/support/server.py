@@ -1,0 +1,97 @@
+"""A real `tiffin up` in a subprocess on a free loopback port, stopped (and reaped) by its owner."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+STARTUP_DEADLINE_S = 60.0
+STOP_DEADLINE_S = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class TiffinServer:
+    home: Path
+    token: str
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[str] | None = None
+    log_path: Path | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "TiffinServer":
+        env = {**os.environ, "TIFFIN_HOME": str(self.home), "TIFFIN_BOOTSTRAP_TOKEN": self.token}
+        env.update(self.extra_env)
+        self.log_path = self.home.parent / f"tiffin-{self.port}-{time.monotonic_ns()}.log"
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tiffin", "up", "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + STARTUP_DEADLINE_S
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"tiffin up exited early:\n{self.output()}")
+            if self._answers():
+                return
+            time.sleep(0.1)
+        self.kill()
+        raise TimeoutError(f"tiffin up did not answer within {STARTUP_DEADLINE_S} s:\n{self.output()}")
+
+    def _answers(self) -> bool:
+        try:
+            response = httpx.get(
+                self.endpoint + "/api/v1/auth/current", headers={"X-YATAI-API-TOKEN": self.token}, timeout=2
+            )
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def output(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        """Send `sig` and wait; SIGKILL if it does not exit in time. Returns the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=STOP_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.endpoint, headers={"X-YATAI-API-TOKEN": token or self.token}, timeout=30
+        )
