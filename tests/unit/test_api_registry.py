@@ -178,6 +178,17 @@ def test_oversized_upload_is_413(make_api: Callable[..., Api], streamed: bool) -
     assert_nothing_stored(api, "echo", "v1")
 
 
+def test_declared_oversize_is_refused_before_the_body_is_read(make_api: Callable[..., Api]) -> None:
+    api = make_api(max_upload_bytes=64 * 1024)
+    api.register("bento", "echo", "v1")
+    data = api.artifact_tar("bento", "echo", "v1")
+    headers = {"Content-Length": str(64 * 1024 + 1)}  # only the header is over the limit
+
+    api.fails(413, "PUT", one("bento", "echo", "v1") + "/upload", content=data, headers=headers)
+
+    assert_nothing_stored(api, "echo", "v1")
+
+
 def test_upload_within_limit_is_accepted(make_api: Callable[..., Api]) -> None:
     api = make_api(max_upload_bytes=64 * 1024)
 
@@ -336,3 +347,44 @@ def test_multipart_checks_the_assembled_archive(multipart: Api) -> None:
     api.fails(400, "PATCH", one("bento", "echo", "v1") + "/complete_multipart_upload", json=body)
 
     assert_nothing_stored(api, "echo", "v1")
+
+
+def put_part(api: Api, upload_id: str, number: int, piece: bytes) -> int:
+    return api.call("PUT", presign_part(api, upload_id, number), token=None, content=piece).status_code
+
+
+def test_multipart_parts_share_the_size_limit(make_api: Callable[..., Api]) -> None:
+    api = make_api(upload_mode=UploadMode.MULTIPART, max_upload_bytes=8000)
+    api.register("bento", "echo", "v1")
+    data = api.artifact_tar("bento", "echo", "v1")
+    half = len(data) // 2
+    assert half < 8000 < len(data)
+    upload_id = api.ok("PATCH", one("bento", "echo", "v1") + "/start_multipart_upload")["upload_id"]
+
+    assert put_part(api, upload_id, 1, data[:half]) == 200
+    assert put_part(api, upload_id, 2, data[half:]) == 413
+
+
+def test_multipart_retried_part_counts_once(make_api: Callable[..., Api]) -> None:
+    api = make_api(upload_mode=UploadMode.MULTIPART, max_upload_bytes=12000)
+    api.register("bento", "echo", "v1")
+    data = api.artifact_tar("bento", "echo", "v1")
+    half = len(data) // 2
+    assert len(data) < 12000 < len(data) + half
+    upload_id = api.ok("PATCH", one("bento", "echo", "v1") + "/start_multipart_upload")["upload_id"]
+
+    attempts = [(1, data[:half]), (2, data[half:]), (1, data[:half])]  # part 1 sent again, as on a retry
+
+    statuses = [put_part(api, upload_id, number, piece) for number, piece in attempts]
+
+    assert statuses == [200, 200, 200]
+    parts = [
+        {"part_number": 1, "etag": f'"{hashlib.md5(data[:half]).hexdigest()}"'},
+        {"part_number": 2, "etag": f'"{hashlib.md5(data[half:]).hexdigest()}"'},
+    ]
+    api.ok(
+        "PATCH",
+        one("bento", "echo", "v1") + "/complete_multipart_upload",
+        json={"parts": parts, "upload_id": upload_id},
+    )
+    assert api.call("GET", one("bento", "echo", "v1") + "/download").content == data

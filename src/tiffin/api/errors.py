@@ -1,17 +1,25 @@
 """Turns every error a user can cause into a 4xx JSON body with one sentence, never a traceback."""
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 
 from tiffin.core.errors import TiffinError
+from tiffin.core.ids import new_uid
+
+log = logging.getLogger("tiffin.api")
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TiffinError, _tiffin_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(Exception, _unexpected_error)
 
 
 def error_response(status_code: int, message: str) -> JSONResponse:
@@ -45,3 +53,17 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     else:
         message = str(exc.detail)
     return error_response(exc.status_code, message)
+
+
+async def _integrity_error(_request: Request, _exc: Exception) -> JSONResponse:
+    """Two requests raced to create the same thing; the loser is told to retry."""
+    return error_response(409, "Another request changed the same resource at the same time: try again.")
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: logged with a trace id that the bentoml client shows to the user."""
+    trace_id = new_uid()
+    log.error("trace %s: %s %s failed", trace_id, request.method, request.url.path, exc_info=exc)
+    response = error_response(500, f"Tiffin hit an internal error (trace ID {trace_id}); please report it.")
+    response.headers["x-trace-id"] = trace_id
+    return response

@@ -3,7 +3,7 @@
 The client sends presigned requests without any token (§1.2), so the URL itself must carry the right.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import TypeAdapter, ValidationError
@@ -33,17 +33,14 @@ class TicketSigner:
     def sign(self, ticket: Ticket) -> str:
         return self._fernet.encrypt(_TICKET.dump_json(ticket)).decode()
 
-    def verify(self, token: str, action: str) -> Ticket:
+    def verify(self, token: str, *actions: str) -> Ticket:
+        """The ticket signed into `token`, if it is intact, unexpired and for one of `actions`."""
         try:
             ticket = _TICKET.validate_json(self._fernet.decrypt(token.encode(), ttl=self._ttl))
         except (InvalidToken, ValidationError, ValueError):
             raise Forbidden(
                 "This presigned URL is invalid or has expired: ask the server for a new one."
             ) from None
-        if ticket.action != action:
-            raise Forbidden(f"This presigned URL is for {ticket.action}, not {action}.")
+        if ticket.action not in actions:
+            raise Forbidden(f"This presigned URL is for {ticket.action}, not {' or '.join(actions)}.")
         return ticket
-
-    @staticmethod
-    def describe(ticket: Ticket) -> dict[str, object]:
-        return asdict(ticket)

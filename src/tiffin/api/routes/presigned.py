@@ -18,14 +18,12 @@ router = APIRouter(prefix="/api/v1")
 
 @router.put("/presigned/{ticket}", name="presigned")
 async def presigned_put(ticket: str, context: Context, request: Request) -> Response:
-    try:
-        part = context.tickets.verify(ticket, "upload-part")
-    except Exception:
-        single = context.tickets.verify(ticket, "upload")
-        target = (single.organization_id, Kind(single.kind), single.repository, single.version)
-        await receive_archive(context, request, target, mark_success=False)
-        return Response(status_code=200)
-    return await _receive_part(context, request, part)
+    granted = context.tickets.verify(ticket, "upload", "upload-part")
+    if granted.action == "upload-part":
+        return await _receive_part(context, request, granted)
+    target = (granted.organization_id, Kind(granted.kind), granted.repository, granted.version)
+    await receive_archive(context, request, target, mark_success=False)
+    return Response(status_code=200)
 
 
 @router.get("/presigned/{ticket}", name="presigned")
@@ -37,9 +35,9 @@ def presigned_get(ticket: str, context: Context) -> FileResponse:
 async def _receive_part(context: ApiContext, request: Request, ticket: Ticket) -> Response:
     await run_in_threadpool(_check_target, context, ticket)
     store = context.artifacts
-    budget = store.max_upload_bytes - await run_in_threadpool(store.parts_size, ticket.upload_id)
     target = store.part_path(ticket.upload_id, ticket.part_number)
-    target.unlink(missing_ok=True)
+    target.unlink(missing_ok=True)  # a retried part replaces its earlier copy, so that copy must not count
+    budget = store.max_upload_bytes - await run_in_threadpool(store.parts_size, ticket.upload_id)
     digest = await store.receive(request.stream(), target, budget)
     return Response(status_code=200, headers={"ETag": f'"{digest}"'})
 
