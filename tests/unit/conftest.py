@@ -120,6 +120,13 @@ class Api:
         assert self.call("GET", f"{repos}/{repo}").status_code == 404
         created = self.ok("POST", repos, json={"name": repo, "description": ""})
         assert created["name"] == repo
+        return self.register_version(kind, repo, version, manifest)
+
+    def register_version(
+        self, kind: str, repo: str, version: str, manifest: dict[str, Any] | None = None
+    ) -> Any:
+        """Step 4 of §4.2 in an existing repository: the version is looked up (404), then created."""
+        repos = f"/api/v1/{kind}_repositories"
         one = f"{repos}/{repo}/{kind}s/{version}"
         assert self.call("GET", one).status_code == 404
         body = {

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-import cryptography.fernet
 import pytest
 
 from tiffin.core.settings import UploadMode
@@ -100,6 +97,23 @@ def test_version_list_is_newest_first(api: Api) -> None:
     assert (page["start"], page["count"], page["total"]) == (0, 1, 2)
     assert [item["version"] for item in page["items"]] == ["v2"]
     assert api.ok("GET", f"{REPOS}/echo")["latest_bento"]["version"] == "v2"
+
+
+def test_latest_model_of_unknown_repository_is_an_empty_list(api: Api) -> None:
+    """§3.3 M4: the client reads an empty list as "not found" but a 404 as a hard error."""
+    assert api.ok("GET", "/api/v1/model_repositories/nope/models?start=0&count=10")["items"] == []
+
+
+def test_label_filter_picks_the_matching_version(api: Api) -> None:
+    api.register("model", "m", "v1")
+    api.ok("PATCH", one("model", "m", "v1"), json={"labels": [{"key": "stage", "value": "prod"}]})
+    api.register_version("model", "m", "v2")
+    models = "/api/v1/model_repositories/m/models?start=0&count=10"
+
+    assert [m["version"] for m in api.ok("GET", models)["items"]] == ["v2", "v1"]
+    assert [m["version"] for m in api.ok("GET", models + "&q=label:stage=prod")["items"]] == ["v1"]
+    assert api.ok("GET", models + "&q=label:stage=dev")["items"] == []
+    api.fails(400, "GET", models + "&q=label:stage")
 
 
 def test_version_list_of_unknown_repository_is_404(api: Api) -> None:
@@ -260,13 +274,11 @@ def test_download_ticket_cannot_upload(presigned: Api) -> None:
     api.fails(403, "PUT", url, token=None, content=api.artifact_tar("bento", "echo", "v1"))
 
 
-def test_presigned_url_expires(presigned: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_presigned_url_expires(presigned: Api) -> None:
     api = presigned
     api.register("bento", "echo", "v1")
     url = api.ok("PATCH", one("bento", "echo", "v1") + "/presign_upload_url")["presigned_upload_url"]
-    later = time.time() + api.settings.presign_ttl_seconds + 120
-    # Tickets are Fernet tokens, whose age is measured with the real time, not the injected clock.
-    monkeypatch.setattr(cryptography.fernet, "time", SimpleNamespace(time=lambda: later))
+    api.clock.advance(api.settings.presign_ttl_seconds + 120)
 
     api.fails(403, "PUT", url, token=None, content=api.artifact_tar("bento", "echo", "v1"))
 
@@ -388,3 +400,20 @@ def test_multipart_retried_part_counts_once(make_api: Callable[..., Api]) -> Non
         json={"parts": parts, "upload_id": upload_id},
     )
     assert api.call("GET", one("bento", "echo", "v1") + "/download").content == data
+
+
+def test_multipart_completion_checks_the_total_size(make_api: Callable[..., Api]) -> None:
+    """Parts PUT in parallel each see room left, but together they must not exceed the limit."""
+    api = make_api(upload_mode=UploadMode.MULTIPART, max_upload_bytes=6000)
+    api.register("bento", "echo", "v1")
+    upload_id = api.ok("PATCH", one("bento", "echo", "v1") + "/start_multipart_upload")["upload_id"]
+    store = api.client.app.state.context.artifacts  # type: ignore[attr-defined]
+    parts = []
+    for number in (1, 2):  # as two concurrent PUTs would have left them
+        store.part_path(upload_id, number).write_bytes(bytes([number]) * 3500)
+        parts.append({"part_number": number, "etag": store.part_etag(upload_id, number)})
+
+    body = {"upload_id": upload_id, "parts": parts}
+    api.fails(413, "PATCH", one("bento", "echo", "v1") + "/complete_multipart_upload", json=body)
+    assert not list((api.settings.artifacts_dir / "staging").iterdir())
+    assert not (api.settings.artifacts_dir / "bentos" / "echo").exists()

@@ -167,3 +167,13 @@ def test_unknown_cluster_is_404(api: Api) -> None:
 
     assert "nope" in body["message"]
     assert api.ok("GET", SECRETS)["total"] == 0
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+def test_unknown_cluster_is_404_on_every_call(api: Api, method: str) -> None:
+    api.ok("POST", SECRETS, json=env_secret())
+    body = {"content": env_secret()["content"], "description": None} if method == "PATCH" else None
+
+    api.fails(404, method, f"{SECRETS}/s1?cluster=nope", json=body)
+    api.fails(404, "GET", f"{SECRETS}?cluster=nope")
+    assert api.ok("GET", f"{SECRETS}/s1?cluster=")["name"] == "s1"

@@ -8,7 +8,7 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from tiffin.core.errors import BadRequest, PayloadTooLarge
@@ -68,15 +68,17 @@ class ArtifactStore:
         folder = self._parts / upload_id
         return sum(p.stat().st_size for p in folder.iterdir()) if folder.exists() else 0
 
-    def assemble(self, upload_id: str, part_numbers: Iterable[int]) -> Path:
-        """Concatenate the parts, in the given order, into a new staging file."""
+    def assemble(self, upload_id: str, part_numbers: Sequence[int]) -> Path:
+        """Concatenate the parts, in the given order, into a new staging file (within the size limit)."""
+        parts = [self._parts / upload_id / f"{number:05d}" for number in part_numbers]
+        for number, part in zip(part_numbers, parts, strict=True):
+            if not part.exists():
+                raise BadRequest(f"Part {number} of upload {upload_id} was never uploaded.")
+        if sum(part.stat().st_size for part in parts) > self.max_upload_bytes:
+            raise self.too_large()
         staged = self.new_staging_path()
         with staged.open("wb") as out:
-            for number in part_numbers:
-                part = self._parts / upload_id / f"{number:05d}"
-                if not part.exists():
-                    staged.unlink()
-                    raise BadRequest(f"Part {number} of upload {upload_id} was never uploaded.")
+            for part in parts:
                 with part.open("rb") as handle:
                     shutil.copyfileobj(handle, out, _COPY_CHUNK)
         return staged

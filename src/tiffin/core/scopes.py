@@ -4,12 +4,14 @@ Scopes are BentoCloud's (`api`, `read_organization`, ...) plus Tiffin's `protect
 `protected_endpoint:<deployment>`, which let a caller invoke protected deployments.
 """
 
+import re
 from collections.abc import Iterable
 from enum import StrEnum
 
 from tiffin.core.errors import BadRequest
 
 PROTECTED_ENDPOINT = "protected_endpoint"
+_DEPLOYMENT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _PROTECTED_ENDPOINT_PREFIX = PROTECTED_ENDPOINT + ":"
 
 
@@ -72,7 +74,7 @@ def _is_known(scope: str) -> bool:
     if scope in _known_names():
         return True
     target = scope.removeprefix(_PROTECTED_ENDPOINT_PREFIX)
-    return scope.startswith(_PROTECTED_ENDPOINT_PREFIX) and bool(target)
+    return scope.startswith(_PROTECTED_ENDPOINT_PREFIX) and bool(_DEPLOYMENT_NAME.match(target))
 
 
 def _known_names() -> list[str]:

@@ -41,7 +41,7 @@ def build(settings: Settings, clock: Clock | None = None) -> Tiffin:
         clock=clock,
         artifacts=ArtifactStore(settings.artifacts_dir, settings.max_upload_bytes),
         secrets=SecretStore(SecretBox(key)),
-        tickets=TicketSigner(key, settings.presign_ttl_seconds),
+        tickets=TicketSigner(key, settings.presign_ttl_seconds, clock),
         instance_types=load_catalog(settings.instance_types_file),
         host=detect_host_capacity(),
     )

@@ -104,18 +104,29 @@ def list_artifacts(
     )
     if repo is not None:
         query = query.where(Artifact.repository_id == repo.id)
-    if page.search:
-        query = query.where(Artifact.version.contains(page.search))
+    for word in page.words:
+        query = query.where(Artifact.version.contains(word))
+    query = query.order_by(Artifact.id.desc())
+    if page.labels:
+        matching = [row for row in session.scalars(query) if _has_labels(row, page.labels)]
+        return matching[page.start : page.start + page.count], len(matching)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(Artifact.id.desc()).offset(page.start).limit(page.count))
-    return list(rows), total
+    return list(session.scalars(query.offset(page.start).limit(page.count))), total
 
 
 @dataclass(frozen=True)
 class Page:
+    """A page of a listing; `words` must appear in the version, `labels` must all be set."""
+
     start: int = 0
     count: int = 20
-    search: str | None = None
+    words: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+def _has_labels(artifact: Artifact, wanted: tuple[tuple[str, str], ...]) -> bool:
+    present = {(label.get("key"), label.get("value")) for label in artifact.labels}
+    return all(pair in present for pair in wanted)
 
 
 def start_upload(artifact: Artifact, now: datetime) -> None:

@@ -16,7 +16,7 @@ from tiffin.api.bodies import (
     UpdateArtifact,
 )
 from tiffin.api.context import ApiContext
-from tiffin.api.query import int_param, text_param
+from tiffin.api.query import filter_terms, int_param
 from tiffin.api.tickets import Ticket
 from tiffin.api.uploads import (
     accept_archive,
@@ -29,7 +29,7 @@ from tiffin.core.ids import new_uid
 from tiffin.core.settings import UploadMode
 from tiffin.core.timefmt import parse_client_time
 from tiffin.store import registry as reg
-from tiffin.store.models import Artifact, Organization
+from tiffin.store.models import Artifact, Organization, Repository
 from tiffin.store.registry import Kind
 
 Json = dict[str, Any]
@@ -91,7 +91,9 @@ def _version_routes(router: APIRouter, kind: Kind) -> None:
         page = _page(request)
         with context.db.session() as session:
             org = _org(session, principal.organization_id)
-            row = reg.find_repository(session, org, kind, repo)
+            row = _repository_to_list(session, org, kind, repo)
+            if row is None:
+                return wire.page([], page.start, 0)
             rows, total = reg.list_artifacts(session, org, kind, page, row)
             return wire.page([artifact_json(context, a) for a in rows], page.start, total)
 
@@ -211,14 +213,13 @@ def _multipart_routes(router: APIRouter, kind: Kind) -> None:
         with context.db.session() as session:
             artifact = load_artifact(session, principal.organization_id, kind, repo, version)
             _check_upload_id(artifact, body.upload_id)
-        numbers = [part.part_number for part in body.parts]
-        _check_etags(context, body)
-        staged = context.artifacts.assemble(body.upload_id, numbers)
-        artifact = accept_archive(
-            context, (principal.organization_id, kind, repo, version), staged, mark_success=False
-        )
-        context.artifacts.discard_parts(body.upload_id)
-        return artifact_json(context, artifact)
+        try:
+            _check_etags(context, body)
+            staged = context.artifacts.assemble(body.upload_id, [part.part_number for part in body.parts])
+            target = (principal.organization_id, kind, repo, version)
+            return artifact_json(context, accept_archive(context, target, staged, mark_success=False))
+        finally:
+            context.artifacts.discard_parts(body.upload_id)
 
 
 def _download_routes(router: APIRouter, kind: Kind) -> None:
@@ -287,11 +288,27 @@ def _apply_update(artifact: Artifact, kind: Kind, body: UpdateArtifact) -> None:
 
 def _page(request: Request) -> reg.Page:
     params = request.query_params
+    words, labels = filter_terms(params.get("search"), params.get("q"))
     return reg.Page(
         start=int_param(params.get("start"), "start", 0),
         count=int_param(params.get("count"), "count", 20),
-        search=text_param(params.get("search")),
+        words=words,
+        labels=labels,
     )
+
+
+def _repository_to_list(session: Any, org: Organization, kind: Kind, name: str) -> Repository | None:
+    """The repository to list; an unknown one is a 404 for bentos but an empty list for models.
+
+    The client's "latest model" lookup treats an empty list as "not found" and a 404 as a hard error,
+    while its "latest bento" lookup crashes on an empty list (§3.2 B4, §3.3 M4).
+    """
+    try:
+        return reg.find_repository(session, org, kind, name)
+    except NotFound:
+        if kind is Kind.MODEL:
+            return None
+        raise
 
 
 def _org(session: Any, org_id: int) -> Organization:

@@ -1,8 +1,8 @@
 """Organization secrets (§3.8): values are accepted, encrypted, and never sent back."""
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from tiffin.api import wire
 from tiffin.api.auth import Context, ReadOrganization, WriteOrganization
@@ -16,24 +16,31 @@ router = APIRouter(prefix="/api/v1/org_secrets")
 Json = dict[str, Any]
 
 
+ClusterQuery = Annotated[str | None, Query(alias="cluster")]
+
+
 @router.get("")
-def list_secrets(principal: ReadOrganization, context: Context, request: Request) -> Json:
+def list_secrets(
+    principal: ReadOrganization, context: Context, request: Request, cluster: ClusterQuery = None
+) -> Json:
     """Every secret: the CLI asks for `count=10` and never pages, so `count` is not applied."""
     with context.db.session() as session:
         user = session.get_one(User, principal.user_id)
+        find_cluster(session, cluster)
         rows, total = context.secrets.list(session, user, text_param(request.query_params.get("search")))
         return wire.page([_json(context.secrets, row) for row in rows], 0, total)
 
 
 @router.post("")
-def create(body: CreateSecret, principal: WriteOrganization, context: Context, request: Request) -> Json:
+def create(
+    body: CreateSecret, principal: WriteOrganization, context: Context, cluster: ClusterQuery = None
+) -> Json:
     with context.db.session() as session:
         user = session.get_one(User, principal.user_id)
-        cluster = find_cluster(session, request.query_params.get("cluster"))
         row = context.secrets.create(
             session,
             user,
-            cluster,
+            find_cluster(session, cluster),
             body.name,
             body.description or "",
             _content(body.content),
@@ -43,25 +50,34 @@ def create(body: CreateSecret, principal: WriteOrganization, context: Context, r
 
 
 @router.get("/{name}")
-def get(name: str, principal: ReadOrganization, context: Context) -> Json:
+def get(name: str, principal: ReadOrganization, context: Context, cluster: ClusterQuery = None) -> Json:
     with context.db.session() as session:
         user = session.get_one(User, principal.user_id)
+        find_cluster(session, cluster)
         return _json(context.secrets, context.secrets.get(session, user, name))
 
 
 @router.patch("/{name}")
-def update(name: str, body: UpdateSecret, principal: WriteOrganization, context: Context) -> Json:
+def update(
+    name: str,
+    body: UpdateSecret,
+    principal: WriteOrganization,
+    context: Context,
+    cluster: ClusterQuery = None,
+) -> Json:
     with context.db.session() as session:
         user = session.get_one(User, principal.user_id)
+        find_cluster(session, cluster)
         row = context.secrets.get(session, user, name)
         context.secrets.update(row, body.description, _content(body.content), context.clock.now())
         return _json(context.secrets, row)
 
 
 @router.delete("/{name}")
-def delete(name: str, principal: WriteOrganization, context: Context) -> Json:
+def delete(name: str, principal: WriteOrganization, context: Context, cluster: ClusterQuery = None) -> Json:
     with context.db.session() as session:
         user = session.get_one(User, principal.user_id)
+        find_cluster(session, cluster)
         row = context.secrets.get(session, user, name)
         body = _json(context.secrets, row)
         session.delete(row)
