@@ -1,0 +1,90 @@
+"""The one seam between Tiffin and whatever runs replicas: specs in, observed statuses out.
+
+The reconciler decides; a backend only executes `start`/`stop` and reports what it sees. `LocalBackend`
+runs replicas as processes on this machine; a `FakeBackend` scripts them in unit tests.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+
+class ReplicaPhase(StrEnum):
+    PENDING = "pending"  # accepted but not started (e.g. it does not fit on this machine yet)
+    STARTING = "starting"  # process running, /readyz not yet 200
+    RUNNING = "running"  # ready: may receive traffic
+    STOPPING = "stopping"  # draining / being stopped
+    FAILED = "failed"  # exited or was killed; `reason` says why
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one replica requests; None means "no request" (best effort, never refused)."""
+
+    cpu_millicores: int | None = None
+    memory_bytes: int | None = None
+    gpus: int = 0
+
+
+@dataclass(frozen=True)
+class MountedFile:
+    """A secret mounted as a file: `path` is absolute, or relative to the replica's BENTOML_HOME."""
+
+    path: str
+    content: str
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """Everything needed to run one replica of one Service of a bento."""
+
+    replica_id: str  # unique and filesystem-safe, e.g. "d1-echo-3f2a9c-0"
+    deployment: str
+    service: str
+    revision: str
+    bento_dir: Path  # the unpacked bento (with its models under models/)
+    python: Path  # the interpreter of the bento's built environment
+    env: Mapping[str, str] = field(default_factory=dict)
+    depends: Mapping[str, str] = field(default_factory=dict)  # Service name -> URL
+    resources: Resources = field(default_factory=Resources)
+    files: tuple[MountedFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    replica_id: str
+    deployment: str
+    service: str
+    revision: str
+    phase: ReplicaPhase
+    url: str | None = None  # http://127.0.0.1:<port> once the process runs
+    pid: int | None = None
+    reason: str = ""
+
+
+class Backend(Protocol):
+    def start(self, spec: ReplicaSpec) -> None:
+        """Begin starting a replica; returns at once (phase PENDING or STARTING)."""
+        ...
+
+    def stop(self, replica_id: str) -> None:
+        """Begin a graceful stop (SIGTERM, grace period, SIGKILL) of the whole process tree."""
+        ...
+
+    def forget(self, replica_id: str) -> None:
+        """Drop a FAILED replica's record (its processes are already gone)."""
+        ...
+
+    def observe(self) -> list[ReplicaStatus]:
+        """Every replica this backend knows, including adopted and failed ones."""
+        ...
+
+    def read_log(self, replica_id: str, tail: int) -> str:
+        """The last `tail` lines of the replica's stdout/stderr ("" if unknown)."""
+        ...
+
+    def close(self, stop_replicas: bool) -> None:
+        """Stop watching; with `stop_replicas`, stop every replica first and wait for them."""
+        ...
