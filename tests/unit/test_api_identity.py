@@ -51,17 +51,5 @@ def test_instance_types_of_unknown_cluster_is_404(api: Api) -> None:
     assert "nope" in body["message"]
 
 
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("GET", "/api/v2/deployments?cluster=&all=true&count=&q=&search=&start="),
-        ("GET", "/api/v2/deployments/d1?cluster="),
-        ("POST", "/api/v2/deployments?cluster="),
-    ],
-)
-def test_deployments_answer_501(api: Api, method: str, path: str) -> None:
-    api.fails(501, method, path)
-
-
 def test_deployments_still_need_a_token(api: Api) -> None:
     api.fails(401, "GET", "/api/v2/deployments", token=None)

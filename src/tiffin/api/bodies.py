@@ -80,3 +80,31 @@ class UpdateSecret(Body):
 
 class CreateSecret(UpdateSecret):
     name: str
+
+
+class EnvItem(Body):
+    name: str
+    value: str | None = ""
+
+
+class DeploymentBody(Body):
+    """UpdateDeployment (§3.5); CreateDeployment adds `name` and `dev`."""
+
+    bento: str
+    access_authorization: bool | None = False
+    envs: list[EnvItem] | None = None
+    labels: list[LabelItem] | None = None
+    secrets: list[str] | None = None
+    services: dict[str, dict[str, Any] | None] | None = None
+    canary: dict[str, Any] | None = None
+
+    def config(self) -> dict[str, Any]:
+        """The config to store and echo back: what the client sent, minus bento, name and dev."""
+        return self.model_dump(
+            include={"access_authorization", "envs", "labels", "secrets", "services", "canary"}
+        )
+
+
+class CreateDeployment(DeploymentBody):
+    name: str | None = None
+    dev: bool | None = False

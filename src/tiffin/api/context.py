@@ -1,6 +1,7 @@
 """Everything a request handler needs, built once per server and shared through `app.state`."""
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from fastapi import Request
 
@@ -11,7 +12,17 @@ from tiffin.core.clock import Clock
 from tiffin.core.instance_types import InstanceType
 from tiffin.core.settings import Settings
 from tiffin.store.db import Database
+from tiffin.store.deployments import PortPool
+from tiffin.store.secret_box import SecretBox
 from tiffin.store.secrets import SecretStore
+
+
+class LogReader(Protocol):
+    """Where replica and build logs come from (the backend and the builder, wired together)."""
+
+    def replica_log(self, replica_id: str, tail: int) -> str: ...
+
+    def build_log(self, bento_tag: str, tail: int) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,10 @@ class ApiContext:
     tickets: TicketSigner
     instance_types: list[InstanceType]
     host: HostCapacity
+    box: SecretBox
+    ports: PortPool
+    public_host: str = "127.0.0.1"
+    logs: LogReader | None = None
 
 
 def get_context(request: Request) -> ApiContext:

@@ -10,6 +10,8 @@ from tiffin.store.models import (
     ApiToken,
     Artifact,
     Cluster,
+    Deployment,
+    DeploymentRevision,
     Organization,
     Repository,
     Secret,
@@ -123,4 +125,36 @@ def secret(row: Secret, items: list[SecretItem]) -> Json:
             "stage": row.stage,
         },
         "cluster": cluster(row.cluster),
+    }
+
+
+def deployment(row: Deployment, revision: DeploymentRevision | None, url: str, strategy: str | None) -> Json:
+    """DeploymentFull (§3.5): the list item plus `urls`, which holds exactly one URL."""
+    return {
+        **resource(row, "deployment", row.name, row.labels),
+        "status": row.status,
+        "status_message": row.status_message,
+        "kube_namespace": "tiffin",
+        "creator": user(row.creator),
+        "cluster": cluster(row.cluster),
+        "latest_revision": _revision(revision, strategy) if revision is not None else None,
+        "manifest": {"dev": row.dev, "routing": None},
+        "urls": [url],
+    }
+
+
+def _revision(row: DeploymentRevision, strategy: str | None) -> Json:
+    target = {
+        **resource(row, "deployment_target", "main"),
+        "creator": user(row.creator),
+        "config": row.config,
+        "bento": artifact_with_repository(row.artifact, strategy),
+        "kube_resource_uid": "",
+        "kube_resource_version": "",
+    }
+    return {
+        **resource(row, "deployment_revision", row.uid),
+        "creator": user(row.creator),
+        "status": "active",
+        "targets": [target],
     }

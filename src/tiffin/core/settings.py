@@ -27,6 +27,8 @@ class Settings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     upload_mode: UploadMode = UploadMode.PROXY
     presign_ttl_seconds: int = 3600
+    deployment_ports: tuple[int, int] = (31000, 31999)
+    reconcile_interval_s: float = 0.5
 
     @property
     def artifacts_dir(self) -> Path:
@@ -50,7 +52,16 @@ class Settings:
             bootstrap_token=env.get("TIFFIN_BOOTSTRAP_TOKEN") or None,
             max_upload_bytes=_positive_int(env, "TIFFIN_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
             upload_mode=_upload_mode(env.get("TIFFIN_UPLOAD_MODE") or UploadMode.PROXY.value),
+            deployment_ports=_port_range(env.get("TIFFIN_DEPLOYMENT_PORTS") or "31000-31999"),
         )
+
+    @property
+    def builds_dir(self) -> Path:
+        return self.home / "builds"
+
+    @property
+    def replicas_dir(self) -> Path:
+        return self.home / "replicas"
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -68,3 +79,10 @@ def _upload_mode(raw: str) -> UploadMode:
     except ValueError:
         choices = ", ".join(m.value for m in UploadMode)
         raise BadRequest(f"TIFFIN_UPLOAD_MODE must be one of {choices}, not {raw!r}.") from None
+
+
+def _port_range(raw: str) -> tuple[int, int]:
+    first, _, last = raw.partition("-")
+    if not (first.isdigit() and last.isdigit() and 1024 <= int(first) <= int(last) <= 65535):
+        raise BadRequest(f"TIFFIN_DEPLOYMENT_PORTS must look like 31000-31999, not {raw!r}.")
+    return int(first), int(last)

@@ -14,6 +14,7 @@ from tiffin.core.instance_types import load_catalog
 from tiffin.core.keyring import load_or_create_key
 from tiffin.core.settings import Settings
 from tiffin.store.db import Database, migrate
+from tiffin.store.deployments import PortPool
 from tiffin.store.identity import bootstrap
 from tiffin.store.secret_box import SecretBox
 from tiffin.store.secrets import SecretStore
@@ -35,14 +36,17 @@ def build(settings: Settings, clock: Clock | None = None) -> Tiffin:
     with db.session() as session:
         first_start = bootstrap(session, clock.now(), settings.bootstrap_token)
     key = load_or_create_key(settings.secret_key_file)
+    box = SecretBox(key)
     context = ApiContext(
         settings=settings,
         db=db,
         clock=clock,
         artifacts=ArtifactStore(settings.artifacts_dir, settings.max_upload_bytes),
-        secrets=SecretStore(SecretBox(key)),
+        secrets=SecretStore(box),
         tickets=TicketSigner(key, settings.presign_ttl_seconds, clock),
         instance_types=load_catalog(settings.instance_types_file),
         host=detect_host_capacity(),
+        box=box,
+        ports=PortPool(*settings.deployment_ports),
     )
     return Tiffin(app=create_api(context), db=db, admin_token=first_start.admin_token)

@@ -122,3 +122,59 @@ class Secret(Timestamped, Base):
 
     cluster: Mapped[Cluster] = relationship(lazy="joined")
     creator: Mapped[User] = relationship(lazy="joined")
+
+
+class Deployment(Timestamped, Base):
+    """What the user wants running; `status` and `status_message` are written by the reconciler only."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
+
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id"))
+    creator_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[Labels] = mapped_column(default=list)
+    dev: Mapped[bool] = mapped_column(default=False)
+    lifecycle: Mapped[str] = mapped_column(String(16), default="active")  # active | terminated
+    current_revision_id: Mapped[int | None] = mapped_column(Integer)
+    port: Mapped[int] = mapped_column(Integer, unique=True)
+    internal_ports: Mapped[dict[str, Any]]
+    replica_token_ciphertext: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(32), default="deploying")
+    status_message: Mapped[str] = mapped_column(Text, default="")
+    status_updated_at: Mapped[datetime | None]
+
+    cluster: Mapped[Cluster] = relationship(lazy="joined")
+    creator: Mapped[User] = relationship(lazy="joined")
+
+
+class DeploymentRevision(Timestamped, Base):
+    """An immutable pair of bento and config, made by every create and update."""
+
+    __tablename__ = "deployment_revisions"
+
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"))
+    creator_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    config: Mapped[dict[str, Any]]
+
+    artifact: Mapped[Artifact] = relationship(lazy="joined")
+    creator: Mapped[User] = relationship(lazy="joined")
+
+
+class ReplicaRecord(Base):
+    """The last observed state of one replica, as the reconciler saw it (read by the API)."""
+
+    __tablename__ = "replicas"
+
+    replica_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    service: Mapped[str] = mapped_column(String(128))
+    revision: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    url: Mapped[str | None] = mapped_column(Text)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime]

@@ -1,20 +1,172 @@
-"""Deployment endpoints (§3.5): they answer, with a clear 501, until the deployment runtime lands."""
+"""Deployments (§3.5): create, get, list, update, void_update, terminate, delete, replicas and logs.
 
-from fastapi import APIRouter
+These routes only write desired state; the reconciler makes it so and reports back through `status`.
+"""
 
-from tiffin.api.auth import ReadCluster
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
+from sqlalchemy.orm import Session
+
+from tiffin.api import wire
+from tiffin.api.auth import Context, ReadCluster, WriteCluster
+from tiffin.api.bodies import CreateDeployment, DeploymentBody
+from tiffin.api.context import ApiContext
+from tiffin.api.deployment_requests import check_request, new_name, replica_scopes
+from tiffin.api.query import bool_param, filter_terms, int_param
+from tiffin.api.uploads import transmission_strategy
 from tiffin.core.errors import NotImplementedYet
+from tiffin.store import deployments as store
+from tiffin.store.identity import find_cluster
+from tiffin.store.models import Deployment, User
 
-router = APIRouter()
-
-_MESSAGE = (
-    "Deployments are not available in this version of Tiffin yet: bentos and models can be pushed"
-    " and pulled, and deploying them comes with the deployment runtime."
-)
+router = APIRouter(prefix="/api/v2/deployments")
+Json = dict[str, Any]
+DEFAULT_LOG_TAIL = 200
 
 
-@router.api_route("/api/v2/deployments", methods=["GET", "POST"])
-@router.api_route("/api/v2/deployments/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
-@router.api_route("/api/v1/deployments", methods=["GET"])
-def not_yet(_: ReadCluster) -> None:
-    raise NotImplementedYet(_MESSAGE)
+@router.post("")
+def create(body: CreateDeployment, principal: WriteCluster, context: Context, request: Request) -> Json:
+    now = context.clock.now()
+    with context.db.session() as session:
+        user = session.get_one(User, principal.user_id)
+        cluster = find_cluster(session, request.query_params.get("cluster"))
+        checked = check_request(session, context, user, body)
+        spec = store.NewDeployment(
+            name=new_name(body.name, checked.artifact),
+            artifact=checked.artifact,
+            config=checked.config,
+            labels=[label.model_dump() for label in body.labels or []],
+            dev=bool(body.dev),
+            service_names=checked.service_names,
+        )
+        row = store.create_deployment(session, user, cluster, spec, context.ports, now)
+        scopes = replica_scopes(row.name, checked.artifact.manifest or {})
+        store.mint_replica_token(session, row, user, scopes, context.box, now)
+        return _json(session, context, row)
+
+
+@router.get("")
+def list_deployments(principal: ReadCluster, context: Context, request: Request) -> Json:
+    params = request.query_params
+    words, labels = filter_terms(params.get("search"), params.get("q"))
+    page = store.DeploymentPage(
+        start=int_param(params.get("start"), "start", 0),
+        count=int_param(params.get("count"), "count", 20),
+        search=" ".join(w for w in words if w != "is:dev") or None,
+        labels=labels,
+        dev_only="is:dev" in words,
+    )
+    with context.db.session() as session:
+        if not bool_param(params.get("all")):
+            find_cluster(session, params.get("cluster"))
+        rows, total = store.list_deployments(session, principal.organization_id, page)
+        return wire.page([_json(session, context, row) for row in rows], page.start, total)
+
+
+@router.get("/{name}")
+def get(name: str, principal: ReadCluster, context: Context, request: Request) -> Json:
+    with context.db.session() as session:
+        find_cluster(session, request.query_params.get("cluster"))
+        return _json(session, context, store.find_deployment(session, principal.organization_id, name))
+
+
+@router.put("/{name}")
+def update(name: str, body: DeploymentBody, principal: WriteCluster, context: Context) -> Json:
+    now = context.clock.now()
+    with context.db.session() as session:
+        user = session.get_one(User, principal.user_id)
+        row = store.find_deployment(session, principal.organization_id, name)
+        checked = check_request(session, context, user, body)
+        store.ensure_internal_ports(session, row, checked.service_names, context.ports)
+        if body.labels is not None:
+            row.labels = [label.model_dump() for label in body.labels]
+        store.add_revision(session, row, user, checked.artifact, checked.config, now)
+        store.mint_replica_token(
+            session, row, user, replica_scopes(name, checked.artifact.manifest or {}), context.box, now
+        )
+        return _json(session, context, row)
+
+
+@router.put("/{name}/void_update")
+def void_update(name: str, principal: WriteCluster, context: Context) -> Json:
+    """Redeploy unchanged: a new revision equal to the current one, so every replica is replaced."""
+    with context.db.session() as session:
+        user = session.get_one(User, principal.user_id)
+        row = store.find_deployment(session, principal.organization_id, name)
+        revision = store.current_revision(session, row)
+        if revision is not None:
+            store.add_revision(
+                session, row, user, revision.artifact, dict(revision.config), context.clock.now()
+            )
+        return _json(session, context, row)
+
+
+@router.post("/{name}/terminate")
+def terminate(name: str, principal: WriteCluster, context: Context) -> Json:
+    with context.db.session() as session:
+        row = store.find_deployment(session, principal.organization_id, name)
+        store.terminate(row, context.clock.now())
+        return _json(session, context, row)
+
+
+@router.delete("/{name}")
+def delete(name: str, principal: WriteCluster, context: Context) -> Json:
+    with context.db.session() as session:
+        row = store.find_deployment(session, principal.organization_id, name)
+        body = _json(session, context, row)
+        store.delete_deployment(session, row)
+        return body
+
+
+@router.get("/{name}/replicas")
+def replicas(name: str, principal: ReadCluster, context: Context) -> Json:
+    with context.db.session() as session:
+        row = store.find_deployment(session, principal.organization_id, name)
+        items = [
+            {
+                "replica": r.replica_id,
+                "service": r.service,
+                "revision": r.revision,
+                "state": r.state,
+                "reason": r.reason,
+                "restarts": r.restarts,
+                "url": r.url,
+                "pid": r.pid,
+            }
+            for r in store.replica_records(session, row)
+        ]
+    return {"items": items}
+
+
+@router.get("/{name}/logs", response_class=PlainTextResponse)
+def logs(name: str, principal: ReadCluster, context: Context, request: Request) -> str:
+    """Replica logs (`replica=` one, `service=` all of a Service) or, with neither, the build log first."""
+    params = request.query_params
+    tail = int_param(params.get("tail"), "tail", DEFAULT_LOG_TAIL, maximum=100_000)
+    if context.logs is None:
+        raise NotImplementedYet("This Tiffin process does not run replicas, so it has no logs to show.")
+    with context.db.session() as session:
+        row = store.find_deployment(session, principal.organization_id, name)
+        revision = store.current_revision(session, row)
+        records = store.replica_records(session, row)
+        bento = f"{revision.artifact.repository.name}:{revision.artifact.version}" if revision else ""
+    chosen = [r for r in records if params.get("replica") in (None, "", r.replica_id)]
+    chosen = [r for r in chosen if params.get("service") in (None, "", r.service)]
+    parts = (
+        []
+        if params.get("replica") or params.get("service") or not bento
+        else [_section("build", context.logs.build_log(bento, tail))]
+    )
+    parts += [_section(r.replica_id, context.logs.replica_log(r.replica_id, tail)) for r in chosen]
+    return "".join(parts)
+
+
+def _section(title: str, text: str) -> str:
+    return f"==> {title} <==\n{text}{'' if text.endswith(chr(10)) or not text else chr(10)}"
+
+
+def _json(session: Session, context: ApiContext, row: Deployment) -> Json:
+    url = f"http://{context.public_host}:{row.port}"
+    return wire.deployment(row, store.current_revision(session, row), url, transmission_strategy(context))
