@@ -71,3 +71,48 @@ class BentomlCli:
         self.run("build", cwd=project)
         bento_tag = self.python("import bentoml; print(bentoml.bentos.list('echo')[0].tag)", cwd=project)
         return bento_tag, model_tag
+
+
+TWO_SERVICE_SOURCE = '''
+import os
+
+import bentoml
+from bentoml._internal.configuration.containers import BentoMLContainer
+
+ENV_NAMES = ("GLOBAL_ENV", "SHARED", "SVC_ENV", "SECRET_TOKEN")
+
+
+def runtime_facts() -> dict:
+    return {
+        "env": {name: os.environ.get(name) for name in ENV_NAMES},
+        "pid": os.getpid(),
+        "timeout": BentoMLContainer.api_server_config.traffic.timeout.get(),
+    }
+
+
+@bentoml.service
+class Model:
+    @bentoml.api
+    def predict(self, text: str) -> dict:
+        return {"upper": text.upper(), **runtime_facts()}
+
+
+@bentoml.service
+class Front:
+    model = bentoml.depends(Model)
+
+    @bentoml.api
+    async def shout(self, text: str) -> dict:
+        inner = await self.model.to_async.predict(text=text)
+        return {"inner": inner, **runtime_facts()}
+'''
+
+
+def write_project(project: Path, source: str, service: str, python_packages: tuple[str, ...] = ()) -> Path:
+    """A bento project: `service.py` and a bentofile for `service:<service>`."""
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "service.py").write_text(source)
+    packages = "".join(f"\n    - {p}" for p in python_packages)
+    python = f"python:\n  lock_packages: false\n  packages:{packages}\n" if python_packages else ""
+    (project / "bentofile.yaml").write_text(f'service: "service:{service}"\ninclude: ["*.py"]\n{python}')
+    return project

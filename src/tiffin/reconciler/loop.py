@@ -1,0 +1,223 @@
+"""The reconcile loop: observe, decide, act, persist, publish — one step every interval.
+
+Each step reads desired state from the store and observed state from the backend, plans with the pure
+`plan()`, has the backend execute the actions, writes statuses and replica records back, and hands the
+routing snapshot to the gateway.
+"""
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from tiffin.artifacts.storage import ArtifactStore
+from tiffin.backends.protocol import Backend, ReplicaStatus
+from tiffin.builder import Builder
+from tiffin.core.clock import Clock
+from tiffin.core.instance_types import InstanceType
+from tiffin.reconciler.builds import BuildTracker
+from tiffin.reconciler.desired import Wanted, read_wanted
+from tiffin.reconciler.plan import Action, DesiredService, Forget, RestartBook, Start, Stop, plan
+from tiffin.reconciler.routing import RouteInput, snapshot
+from tiffin.reconciler.specs import RuntimeContext, replica_template
+from tiffin.reconciler.status import Status, build_status, runtime_status, terminated_status
+from tiffin.routing.snapshot import RoutingSnapshot
+from tiffin.store.db import Database
+from tiffin.store.deployments import all_deployments
+from tiffin.store.models import Deployment, ReplicaRecord
+from tiffin.store.secret_box import SecretBox
+from tiffin.store.secrets import SecretStore
+
+log = logging.getLogger("tiffin.reconciler")
+MIN_ZERO_NOTE = "min_replicas 0 runs one replica until autoscaling is available."
+
+
+@dataclass(frozen=True)
+class ReconcilerDeps:
+    db: Database
+    backend: Backend
+    builder: Builder
+    artifacts: ArtifactStore
+    secrets: SecretStore
+    box: SecretBox
+    catalog: list[InstanceType]
+    api_endpoint: str
+    clock: Clock
+
+
+@dataclass(frozen=True)
+class _Decided:
+    desired: list[DesiredService]
+    routes: list[RouteInput]
+    statuses: dict[str, Status]
+
+
+class Reconciler:
+    def __init__(self, deps: ReconcilerDeps, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._deps = deps
+        self._builds = BuildTracker(deps.builder)
+        self._book = RestartBook()
+        self._monotonic = monotonic
+        self._records: dict[str, tuple[object, ...]] = {}
+
+    def step(self) -> RoutingSnapshot:
+        observed = self._deps.backend.observe()
+        with self._deps.db.session() as session:
+            rows = all_deployments(session)
+            wanted = [
+                read_wanted(session, r, self._deps.artifacts, self._deps.secrets, self._deps.catalog)
+                for r in rows
+            ]
+        decided = self._decide(wanted, observed)
+        actions, self._book = plan(decided.desired, observed, self._book, self._monotonic(), _replica_id)
+        self._act(actions)
+        self._persist(rows, decided.statuses, observed)
+        return snapshot(decided.routes, observed)
+
+    def _decide(self, wanted: Sequence[Wanted], observed: Sequence[ReplicaStatus]) -> _Decided:
+        desired: list[DesiredService] = []
+        routes: list[RouteInput] = []
+        statuses: dict[str, Status] = {}
+        for want in wanted:
+            mine = [r for r in observed if r.deployment == want.name]
+            services, status = self._desired_of(want, mine)
+            desired += services
+            statuses[want.name] = status
+            routes.append(_route_input(want, status))
+        return _Decided(desired, routes, statuses)
+
+    def _desired_of(
+        self, want: Wanted, observed: Sequence[ReplicaStatus]
+    ) -> tuple[list[DesiredService], Status]:
+        if not want.active or want.build_request is None:
+            return [], terminated_status(observed)
+        build, built = self._builds.state(want.revision, want.build_request)
+        waiting = build_status(build)
+        if waiting is not None or built is None:
+            return [], waiting or Status("image-building")
+        runtime = RuntimeContext(
+            deployment=want.name,
+            revision=want.revision,
+            bento_dir=built.bento_dir,
+            python=built.python,
+            manifest=want.manifest,
+            internal_ports=want.internal_ports,
+            api_endpoint=self._deps.api_endpoint,
+            replica_token=self._deps.box.open(want.replica_token_ciphertext)
+            if want.replica_token_ciphertext
+            else "",
+            secrets=want.secrets,
+        )
+        services = [
+            DesiredService(want.name, s.name, want.revision, s.replicas, replica_template(runtime, s))
+            for s in want.settings
+        ]
+        notes = [MIN_ZERO_NOTE] if any(s.min_replicas == 0 for s in want.settings) else []
+        return services, runtime_status(services, observed, self._book, notes)
+
+    def _act(self, actions: Sequence[Action]) -> None:
+        backend = self._deps.backend
+        for action in sorted(actions, key=lambda a: isinstance(a, Start)):
+            try:
+                if isinstance(action, Forget):
+                    backend.forget(action.replica_id)
+                elif isinstance(action, Stop):
+                    log.info("stopping %s: %s", action.replica_id, action.reason)
+                    backend.stop(action.replica_id)
+                else:
+                    log.info("starting %s", action.spec.replica_id)
+                    backend.start(action.spec)
+            except Exception:
+                log.exception("the backend could not execute %s", action)
+
+    def _persist(
+        self, rows: Sequence[Deployment], statuses: dict[str, Status], observed: Sequence[ReplicaStatus]
+    ) -> None:
+        now = self._deps.clock.now()
+        records = {r.replica_id: self._record_values(r) for r in observed}
+        changed_status = [row for row in rows if _status_changed(row, statuses.get(row.name))]
+        if not changed_status and records == self._records:
+            return
+        with self._deps.db.session() as session:
+            for row in changed_status:
+                fresh = session.get(Deployment, row.id)
+                if fresh is not None:
+                    status = statuses[row.name]
+                    fresh.status, fresh.status_message, fresh.status_updated_at = (
+                        status.status,
+                        status.message,
+                        now,
+                    )
+            if records != self._records:
+                self._write_records(session, rows, observed, now)
+        self._records = records
+
+    def _record_values(self, replica: ReplicaStatus) -> tuple[object, ...]:
+        health = self._book.health((replica.deployment, replica.service))
+        reason = replica.reason or health.last_reason
+        return (replica.phase.value, reason, health.restarts, replica.url, replica.pid)
+
+    def _write_records(
+        self, session: Session, rows: Sequence[Deployment], observed: Sequence[ReplicaStatus], now: datetime
+    ) -> None:
+        ids = {row.name: row.id for row in rows}
+        session.execute(delete(ReplicaRecord))
+        for replica in observed:
+            if replica.deployment in ids:
+                phase, reason, restarts, url, pid = self._record_values(replica)
+                session.add(
+                    ReplicaRecord(
+                        replica_id=replica.replica_id,
+                        deployment_id=ids[replica.deployment],
+                        service=replica.service,
+                        revision=replica.revision,
+                        state=phase,
+                        reason=reason,
+                        restarts=restarts,
+                        url=url,
+                        pid=pid,
+                        updated_at=now,
+                    )
+                )
+
+    async def run(
+        self, publish: Callable[[RoutingSnapshot], Awaitable[None]], interval_s: float, stop: asyncio.Event
+    ) -> None:
+        """Step until `stop` is set; a failing step is logged and retried, never fatal."""
+        while not stop.is_set():
+            try:
+                await publish(await asyncio.to_thread(self.step))
+            except Exception:
+                log.exception("a reconcile step failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+
+    def close(self) -> None:
+        self._builds.close()
+
+
+def _replica_id(service: DesiredService) -> str:
+    return f"{service.deployment}-{service.service.lower()}-{service.revision[:6]}-{secrets.token_hex(2)}"
+
+
+def _status_changed(row: Deployment, status: Status | None) -> bool:
+    return status is not None and (row.status, row.status_message) != (status.status, status.message)
+
+
+def _route_input(want: Wanted, status: Status) -> RouteInput:
+    return RouteInput(
+        name=want.name,
+        port=want.port,
+        entry_service=want.entry_service if want.manifest else "",
+        internal_ports=want.internal_ports,
+        protected=want.protected,
+        status=status.status,
+        message=status.message,
+    )

@@ -1,0 +1,52 @@
+"""Builds the routing snapshot the gateway serves from deployments and the replicas observed."""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus
+from tiffin.routing.snapshot import DeploymentRoute, RoutingSnapshot, ServiceRoute
+
+
+@dataclass(frozen=True)
+class RouteInput:
+    name: str
+    port: int
+    entry_service: str
+    internal_ports: Mapping[str, int]
+    protected: bool
+    status: str
+    message: str
+
+
+def snapshot(deployments: Sequence[RouteInput], observed: Sequence[ReplicaStatus]) -> RoutingSnapshot:
+    """Only RUNNING replicas get traffic, whatever revision they belong to."""
+    return RoutingSnapshot({d.name: _route(d, observed) for d in deployments})
+
+
+def _route(deployment: RouteInput, observed: Sequence[ReplicaStatus]) -> DeploymentRoute:
+    services = {
+        name: ServiceRoute(name, port, _endpoints(deployment.name, name, observed))
+        for name, port in deployment.internal_ports.items()
+    }
+    return DeploymentRoute(
+        name=deployment.name,
+        port=deployment.port,
+        entry_service=deployment.entry_service,
+        services=services,
+        protected=deployment.protected,
+        status=deployment.status,
+        message=deployment.message,
+    )
+
+
+def _endpoints(deployment: str, service: str, observed: Sequence[ReplicaStatus]) -> tuple[str, ...]:
+    return tuple(
+        sorted(
+            r.url
+            for r in observed
+            if r.deployment == deployment
+            and r.service == service
+            and r.phase is ReplicaPhase.RUNNING
+            and r.url
+        )
+    )

@@ -1,0 +1,70 @@
+"""A deployment's status string (§5.1) and message, derived from what the reconciler knows.
+
+Pure: the same inputs always give the same status, so the rules can be tested table by table.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus
+from tiffin.reconciler.plan import DesiredService, RestartBook
+
+UNHEALTHY_AFTER_FAILURES = 3
+
+
+@dataclass(frozen=True)
+class BuildState:
+    phase: str  # "building" | "failed" | "ready"
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Status:
+    status: str
+    message: str = ""
+
+
+def terminated_status(observed: Sequence[ReplicaStatus]) -> Status:
+    if observed:
+        return Status("terminating", f"Stopping {len(observed)} replica(s).")
+    return Status("terminated", "Terminated: restore the deployment to serve traffic again.")
+
+
+def build_status(build: BuildState) -> Status | None:
+    if build.phase == "building":
+        return Status("image-building", "Building the bento's environment.")
+    if build.phase == "failed":
+        return Status("image-build-failed", build.message)
+    return None
+
+
+def runtime_status(
+    desired: Sequence[DesiredService],
+    observed: Sequence[ReplicaStatus],
+    book: RestartBook,
+    notes: Sequence[str] = (),
+) -> Status:
+    """running when every Service has its replicas ready; unhealthy when one keeps crashing."""
+    for service in desired:
+        mine = [
+            r
+            for r in observed
+            if (r.deployment, r.service, r.revision)
+            == (service.deployment, service.service, service.revision)
+        ]
+        ready = sum(r.phase is ReplicaPhase.RUNNING for r in mine)
+        health = book.health(service.key)
+        if ready == 0 and health.consecutive_failures >= UNHEALTHY_AFTER_FAILURES:
+            return Status(
+                "unhealthy",
+                f"Service {service.service} keeps failing ({health.restarts} restarts): {health.last_reason}",
+            )
+        if ready < service.replicas:
+            return Status("deploying", _waiting(service, mine, ready))
+    return Status("running", " ".join(notes))
+
+
+def _waiting(service: DesiredService, mine: Sequence[ReplicaStatus], ready: int) -> str:
+    pending = [r.reason for r in mine if r.phase is ReplicaPhase.PENDING and r.reason]
+    detail = f" Pending: {pending[0]}" if pending else ""
+    return f"Service {service.service}: {ready}/{service.replicas} replicas ready.{detail}"
