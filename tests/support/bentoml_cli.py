@@ -73,7 +73,7 @@ class BentomlCli:
         return bento_tag, model_tag
 
 
-TWO_SERVICE_SOURCE = '''
+TWO_SERVICE_SOURCE = """
 import os
 
 import bentoml
@@ -105,7 +105,7 @@ class Front:
     async def shout(self, text: str) -> dict:
         inner = await self.model.to_async.predict(text=text)
         return {"inner": inner, **runtime_facts()}
-'''
+"""
 
 
 def write_project(project: Path, source: str, service: str, python_packages: tuple[str, ...] = ()) -> Path:
