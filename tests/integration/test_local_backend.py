@@ -1,0 +1,536 @@
+"""LocalBackend with real processes: a fake replica that, like bentoml, leaves a worker in its own
+session, then once with a real bentoml Service. Every test ends with no process of any replica left.
+"""
+
+import contextlib
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from tiffin.backends.capacity import GpuInfo, HostCapacity
+from tiffin.backends.isolation import Isolation
+from tiffin.backends.local import LIVENESS_FAILED, LocalBackend
+from tiffin.backends.protocol import MountedFile, ReplicaPhase, ReplicaSpec, ReplicaStatus, Resources
+from tiffin.backends.replica_dir import read_json
+
+pytestmark = pytest.mark.integration
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+DEADLINE_S = 15.0
+BENTOML_DEADLINE_S = 60.0
+POLL_S = 0.02
+
+# Like bentoml: a supervisor serving HTTP and a worker that starts its own session.
+FAKE_REPLICA = textwrap.dedent(
+    """
+    import http.server, json, os, sys, time
+    from pathlib import Path
+
+    port, flags = int(sys.argv[1]), Path(os.environ["FAKE_FLAGS"])
+    worker = os.fork()
+    if worker == 0:
+        os.setsid()
+        while True:
+            time.sleep(1)
+    hog, readyz_hits = [], [0]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            ok = True
+            if self.path == "/readyz":
+                readyz_hits[0] += 1
+                ok = os.environ.get("FAKE_NEVER_READY") != "1"
+            elif self.path == "/livez":
+                ok = not (flags / "fail-livez").exists()
+            elif self.path.startswith("/alloc/"):
+                hog.append(b"x" * (int(self.path.rsplit("/", 1)[1]) * 1024 * 1024))
+            cpus = sorted(os.sched_getaffinity(0))
+            body = json.dumps({"env": dict(os.environ), "readyz_hits": readyz_hits[0], "cpus": cpus}).encode()
+            self.send_response(200 if ok else 503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    print("fake replica listening on", port, flush=True)
+    http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    """
+)
+
+# A Tiffin that starts one replica, says so, and waits to be SIGKILLed.
+TIFFIN_STAND_IN = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from tiffin.backends.capacity import HostCapacity
+    from tiffin.backends.local import LocalBackend
+    from tiffin.backends.protocol import ReplicaPhase, ReplicaSpec
+
+    root, fake, flags, ready = map(Path, sys.argv[1:5])
+    command = lambda spec, port: [sys.executable, str(fake), str(port)]
+    backend = LocalBackend(root, HostCapacity(8000, 1 << 36), command=command, probe_interval_s=0.05)
+    env = {"FAKE_FLAGS": str(flags)}
+    backend.start(ReplicaSpec("r-orphan", "d1", "Echo", "r1", root.parent, Path(sys.executable), env))
+    while backend.observe()[0].phase is not ReplicaPhase.RUNNING:
+        time.sleep(0.05)
+    ready.touch()
+    time.sleep(600)
+    """
+)
+
+ECHO_SERVICE = textwrap.dedent(
+    """
+    import bentoml
+
+    @bentoml.service(workers=2)
+    class Echo:
+        @bentoml.api
+        def echo(self, text: str) -> str:
+            return text
+    """
+)
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = DEADLINE_S) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(POLL_S)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def status_of(backend: LocalBackend, replica_id: str) -> ReplicaStatus | None:
+    return next((s for s in backend.observe() if s.replica_id == replica_id), None)
+
+
+def wait_phase(
+    backend: LocalBackend, replica_id: str, phase: ReplicaPhase, timeout: float = DEADLINE_S
+) -> ReplicaStatus:
+    def reached() -> ReplicaStatus | None:
+        status = status_of(backend, replica_id)
+        return status if status is not None and status.phase is phase else None
+
+    status: ReplicaStatus = wait_for(reached, f"{replica_id} to be {phase}", timeout)
+    return status
+
+
+def wait_gone(backend: LocalBackend, replica_id: str, timeout: float = DEADLINE_S) -> None:
+    wait_for(lambda: status_of(backend, replica_id) is None, f"{replica_id} to disappear", timeout)
+
+
+def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    return [p for p in processes if _running(p)]
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def assert_all_gone(processes: list[psutil.Process]) -> None:
+    wait_for(lambda: not alive(processes), f"processes {[p.pid for p in processes]} to exit", 10.0)
+
+
+def get(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    response = httpx.get(url, timeout=timeout, trust_env=False)
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+class Trees:
+    """Remembers every process the tests saw, so teardown can prove none survived."""
+
+    def __init__(self) -> None:
+        self.seen: list[psutil.Process] = []
+
+    def of(self, status: ReplicaStatus) -> list[psutil.Process]:
+        """The replica's tree: launcher, shim, supervisor, worker(s)."""
+        assert status.pid is not None
+        root = psutil.Process(status.pid)
+        processes = [root, *root.children(recursive=True)]
+        self.seen.extend(processes)
+        return processes
+
+
+def is_shim(process: psutil.Process) -> bool:
+    return "tiffin.backends.shim" in process.cmdline()[:4]  # not `unshare ... -m tiffin.backends.shim`
+
+
+def shim_of(processes: list[psutil.Process]) -> psutil.Process:
+    return next(p for p in processes if is_shim(p))
+
+
+def supervisor_of(processes: list[psutil.Process]) -> psutil.Process:
+    children: list[psutil.Process] = shim_of(processes).children()
+    assert len(children) == 1
+    return children[0]
+
+
+def workers_of(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes that started their own session (as bentoml's workers do)."""
+    workers = [p for p in processes if os.getsid(p.pid) == p.pid and p.pid != processes[0].pid]
+    return [p for p in workers if not is_shim(p)]
+
+
+def recorded_trees(root: Path) -> list[psutil.Process]:
+    """Every process (and descendant) recorded in a replica.json under `root`."""
+    found: list[psutil.Process] = []
+    for record in root.rglob("replica.json"):
+        data = read_json(record) or {}
+        try:
+            process = psutil.Process(int(data["pid"]))
+            if abs(process.create_time() - float(data["create_time"])) < 1.0:
+                found.extend([process, *process.children(recursive=True)])
+        except (psutil.Error, KeyError, TypeError, ValueError):
+            continue
+    return found
+
+
+def kill_and_check(processes: list[psutil.Process]) -> list[int]:
+    """SIGKILL the processes; the PIDs of those that were still running."""
+    survivors = alive(processes)
+    for process in survivors:
+        try:
+            process.kill()
+        except psutil.Error:
+            continue
+    return [p.pid for p in survivors]
+
+
+@pytest.fixture
+def fake_replica(tmp_path: Path) -> Path:
+    program = tmp_path / "fake_replica.py"
+    program.write_text(FAKE_REPLICA)
+    return program
+
+
+@pytest.fixture
+def trees() -> Trees:
+    return Trees()
+
+
+@pytest.fixture
+def make_backend(tmp_path: Path, fake_replica: Path, trees: Trees) -> Iterator[Callable[..., LocalBackend]]:
+    """Backends on one root with fast probes; at teardown no replica process may survive."""
+    made: list[LocalBackend] = []
+
+    def fake_command(spec: ReplicaSpec, port: int) -> list[str]:
+        return [sys.executable, str(fake_replica), str(port)]
+
+    def make(**overrides: Any) -> LocalBackend:
+        arguments: dict[str, Any] = {
+            "root": tmp_path / "replicas",
+            "host": HostCapacity(cpu_millicores=8000, memory_bytes=64 * GiB),
+            "command": fake_command,
+            "probe_interval_s": 0.05,
+            "liveness_interval_s": 0.1,
+            "probe_timeout_s": 1.0,
+            "stop_grace_s": 3.0,
+            **overrides,
+        }
+        backend = LocalBackend(**arguments)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in reversed(made):
+        backend.close(stop_replicas=True)
+    leftovers = recorded_trees(tmp_path) + trees.seen
+    survivors = kill_and_check(leftovers)
+    assert_all_gone(leftovers)
+    assert not survivors, f"replica processes survived the test: {survivors}"
+
+
+@pytest.fixture
+def backend(make_backend: Callable[..., LocalBackend]) -> LocalBackend:
+    return make_backend()
+
+
+def fake_spec(tmp_path: Path, replica_id: str, **fields: Any) -> ReplicaSpec:
+    flags = tmp_path / "flags" / replica_id
+    flags.mkdir(parents=True, exist_ok=True)
+    env = {"FAKE_FLAGS": str(flags), **fields.pop("env", {})}
+    return ReplicaSpec(
+        replica_id=replica_id,
+        deployment="d1",
+        service="Echo",
+        revision="r1",
+        bento_dir=tmp_path,
+        python=Path(sys.executable),
+        env=env,
+        **fields,
+    )
+
+
+def start_running(backend: LocalBackend, spec: ReplicaSpec) -> ReplicaStatus:
+    backend.start(spec)
+    return wait_phase(backend, spec.replica_id, ReplicaPhase.RUNNING)
+
+
+def test_start_serves_with_env_files_and_logs(
+    make_backend: Callable[..., LocalBackend], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIFFIN_TEST_PRIVATE", "must not leak")
+    gpus = (GpuInfo(0, "gpu-a", 16 * GiB), GpuInfo(1, "gpu-b", 16 * GiB))
+    backend = make_backend(host=HostCapacity(cpu_millicores=8000, memory_bytes=64 * GiB, gpus=gpus))
+    absolute = tmp_path / "mounted" / "absolute.txt"
+    files = (MountedFile("secrets/token", "s3cret"), MountedFile(str(absolute), "abs"))
+    spec = fake_spec(tmp_path, "r-env", env={"GREETING": "hello"}, files=files, resources=Resources(gpus=1))
+
+    status = start_running(backend, spec)
+
+    assert status.url is not None and status.pid is not None
+    env = get(status.url)["env"]
+    replica_dir = tmp_path / "replicas" / "r-env"
+    assert env["GREETING"] == "hello"
+    assert env["BENTOML_HOME"] == str(replica_dir / "home")
+    assert env["TMPDIR"] == str(replica_dir / "tmp")
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == str(replica_dir / "prometheus")
+    assert env["BENTOML_DO_NOT_TRACK"] == "True"
+    assert env["CUDA_VISIBLE_DEVICES"] == "0"
+    assert "TIFFIN_TEST_PRIVATE" not in env
+    secret = replica_dir / "home" / "secrets" / "token"
+    assert secret.read_text() == "s3cret" and absolute.read_text() == "abs"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    record = read_json(replica_dir / "replica.json")
+    assert record["pid"] == status.pid and record["deployment"] == "d1" and record["port"] > 0
+    assert "fake replica listening" in wait_for(lambda: backend.read_log("r-env", 5), "output in the log")
+
+
+def test_no_gpu_means_empty_cuda_visible_devices(backend: LocalBackend, tmp_path: Path) -> None:
+    status = start_running(backend, fake_spec(tmp_path, "r-cpu"))
+    assert status.url is not None
+    assert get(status.url)["env"]["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_stop_kills_the_whole_tree(backend: LocalBackend, tmp_path: Path, trees: Trees) -> None:
+    status = start_running(backend, fake_spec(tmp_path, "r-stop"))
+    processes = trees.of(status)
+    assert len(workers_of(processes)) == 1, "the fake worker should run in its own session"
+
+    backend.stop("r-stop")
+
+    stopping = status_of(backend, "r-stop")
+    assert stopping is None or stopping.phase is ReplicaPhase.STOPPING
+    wait_gone(backend, "r-stop")
+    assert_all_gone(processes)
+    assert not (tmp_path / "replicas" / "r-stop").exists()
+
+
+def test_stop_right_after_start(backend: LocalBackend, tmp_path: Path) -> None:
+    backend.start(fake_spec(tmp_path, "r-hasty"))
+    backend.stop("r-hasty")
+
+    wait_gone(backend, "r-hasty")
+    assert not (tmp_path / "replicas" / "r-hasty").exists()
+
+
+def test_killed_shim_fails_the_replica_and_takes_the_tree(
+    backend: LocalBackend, tmp_path: Path, trees: Trees
+) -> None:
+    status = start_running(backend, fake_spec(tmp_path, "r-shim"))
+    processes = trees.of(status)
+
+    shim_of(processes).send_signal(signal.SIGKILL)
+
+    failed = wait_phase(backend, "r-shim", ReplicaPhase.FAILED)
+    assert "shim died" in failed.reason
+    assert_all_gone(processes)
+
+
+def test_killed_supervisor_takes_its_worker(backend: LocalBackend, tmp_path: Path, trees: Trees) -> None:
+    status = start_running(backend, fake_spec(tmp_path, "r-super"))
+    processes = trees.of(status)
+    worker = workers_of(processes)[0]
+
+    supervisor_of(processes).send_signal(signal.SIGKILL)
+
+    failed = wait_phase(backend, "r-super", ReplicaPhase.FAILED)
+    assert failed.reason == "killed by SIGKILL"
+    assert_all_gone([worker, *processes])
+    backend.forget("r-super")
+    assert status_of(backend, "r-super") is None
+    assert not (tmp_path / "replicas" / "r-super").exists()
+
+
+def test_never_ready_stays_starting(backend: LocalBackend, tmp_path: Path) -> None:
+    backend.start(fake_spec(tmp_path, "r-slow", env={"FAKE_NEVER_READY": "1"}))
+    url = wait_phase(backend, "r-slow", ReplicaPhase.STARTING).url
+    assert url is not None
+
+    def probed_often() -> bool:
+        try:
+            return int(get(url)["readyz_hits"]) >= 5
+        except httpx.HTTPError:
+            return False  # not listening yet
+
+    wait_for(probed_often, "several readiness probes")
+
+    assert status_of(backend, "r-slow").phase is ReplicaPhase.STARTING  # type: ignore[union-attr]
+
+
+def test_liveness_failure_kills_and_fails(backend: LocalBackend, tmp_path: Path, trees: Trees) -> None:
+    status = start_running(backend, fake_spec(tmp_path, "r-live"))
+    processes = trees.of(status)
+
+    (tmp_path / "flags" / "r-live" / "fail-livez").touch()
+
+    failed = wait_phase(backend, "r-live", ReplicaPhase.FAILED)
+    assert failed.reason == LIVENESS_FAILED
+    assert_all_gone(processes)
+
+
+def test_memory_limit_is_enforced(backend: LocalBackend, tmp_path: Path, trees: Trees) -> None:
+    spec = fake_spec(tmp_path, "r-oom", resources=Resources(memory_bytes=150 * MiB))
+    status = start_running(backend, spec)
+    processes = trees.of(status)
+
+    with contextlib.suppress(httpx.HTTPError):  # it may be killed while answering
+        httpx.get(f"{status.url}/alloc/300", timeout=5.0, trust_env=False)
+
+    failed = wait_phase(backend, "r-oom", ReplicaPhase.FAILED)
+    assert failed.reason == "OOMKilled"
+    assert_all_gone(processes)
+    assert "over its limit of 150 MiB" in backend.read_log("r-oom", 10)
+
+
+def test_capacity_is_never_overcommitted(make_backend: Callable[..., LocalBackend], tmp_path: Path) -> None:
+    backend = make_backend(host=HostCapacity(cpu_millicores=1000, memory_bytes=64 * GiB))
+    one_core = Resources(cpu_millicores=1000)
+    first = start_running(backend, fake_spec(tmp_path, "r-first", resources=one_core))
+    assert first.url is not None
+    if len(os.sched_getaffinity(0)) > 1:
+        assert len(get(first.url)["cpus"]) == 1, "a 1000m replica is pinned to one core"
+
+    backend.start(fake_spec(tmp_path, "r-second", resources=one_core))
+
+    pending = wait_phase(backend, "r-second", ReplicaPhase.PENDING)
+    assert pending.reason == "waiting for 1000m CPU: 0m free on this machine"
+    assert pending.url is None and pending.pid is None
+    backend.stop("r-first")
+    wait_phase(backend, "r-second", ReplicaPhase.RUNNING)
+
+
+def test_a_new_backend_adopts_running_replicas(
+    make_backend: Callable[..., LocalBackend], tmp_path: Path, trees: Trees
+) -> None:
+    first = make_backend()
+    kept = start_running(first, fake_spec(tmp_path, "r-kept"))
+    doomed = start_running(first, fake_spec(tmp_path, "r-doomed"))
+    kept_tree, doomed_tree = trees.of(kept), trees.of(doomed)
+    first.close(stop_replicas=False)
+    shim_of(doomed_tree).send_signal(signal.SIGKILL)  # dies while no Tiffin watches
+    assert_all_gone(doomed_tree)
+    assert alive(kept_tree) == kept_tree
+
+    second = make_backend()
+
+    adopted = status_of(second, "r-kept")
+    assert adopted is not None and adopted.pid == kept.pid and adopted.url == kept.url
+    assert adopted.phase in (ReplicaPhase.STARTING, ReplicaPhase.RUNNING)
+    assert wait_phase(second, "r-kept", ReplicaPhase.RUNNING).pid == kept.pid
+    dead = status_of(second, "r-doomed")
+    assert dead is not None and dead.phase is ReplicaPhase.FAILED and dead.reason
+    second.forget("r-doomed")
+    assert not (tmp_path / "replicas" / "r-doomed").exists()
+    second.stop("r-kept")
+    wait_gone(second, "r-kept")
+    assert_all_gone(kept_tree)
+
+
+def test_replicas_outlive_a_killed_tiffin_and_are_adopted(
+    make_backend: Callable[..., LocalBackend], tmp_path: Path, fake_replica: Path, trees: Trees
+) -> None:
+    stand_in, ready = tmp_path / "tiffin_stand_in.py", tmp_path / "ready"
+    stand_in.write_text(TIFFIN_STAND_IN)
+    flags = tmp_path / "flags" / "r-orphan"
+    flags.mkdir(parents=True)
+    arguments = [tmp_path / "replicas", fake_replica, flags, ready]
+    tiffin = subprocess.Popen([sys.executable, str(stand_in), *map(str, arguments)])
+    try:
+        wait_for(lambda: ready.exists() or tiffin.poll() is not None, "the stand-in to start a replica")
+        assert ready.exists(), "the stand-in Tiffin exited early"
+    finally:
+        tiffin.kill()
+        tiffin.wait()
+    record = read_json(tmp_path / "replicas" / "r-orphan" / "replica.json")
+
+    backend = make_backend()
+
+    adopted = wait_phase(backend, "r-orphan", ReplicaPhase.RUNNING)
+    assert adopted.pid == record["pid"]
+    processes = trees.of(adopted)
+    assert len(workers_of(processes)) == 1
+    backend.stop("r-orphan")
+    wait_gone(backend, "r-orphan")
+    assert_all_gone(processes)
+
+
+def test_subreaper_fallback_owns_the_tree(
+    make_backend: Callable[..., LocalBackend], tmp_path: Path, trees: Trees
+) -> None:
+    backend = make_backend(isolation=Isolation.SUBREAPER)
+    crashed = trees.of(start_running(backend, fake_spec(tmp_path, "r-sub-crash")))
+    stopped = trees.of(start_running(backend, fake_spec(tmp_path, "r-sub-stop")))
+    killed = trees.of(start_running(backend, fake_spec(tmp_path, "r-sub-shim")))
+    wait_for((tmp_path / "replicas" / "r-sub-shim" / "tree.json").exists, "the recorded tree")
+
+    supervisor_of(crashed).send_signal(signal.SIGKILL)
+    backend.stop("r-sub-stop")
+    shim_of(killed).send_signal(signal.SIGKILL)
+
+    assert wait_phase(backend, "r-sub-crash", ReplicaPhase.FAILED).reason == "killed by SIGKILL"
+    assert "shim died" in wait_phase(backend, "r-sub-shim", ReplicaPhase.FAILED).reason
+    wait_gone(backend, "r-sub-stop")
+    assert_all_gone(crashed + stopped + killed)
+
+
+def test_real_bentoml_service_tree_is_owned(
+    make_backend: Callable[..., LocalBackend], tmp_path: Path, trees: Trees
+) -> None:
+    pytest.importorskip("bentoml")
+    project = tmp_path / "echo"
+    project.mkdir()
+    (project / "service.py").write_text(ECHO_SERVICE)
+    (project / "bentofile.yaml").write_text('service: "service:Echo"\n')
+    backend = make_backend(command=None, stop_grace_s=10.0)
+    spec = ReplicaSpec("r-bento", "d1", "Echo", "r1", bento_dir=project, python=Path(sys.executable))
+
+    began = time.monotonic()
+    backend.start(spec)
+    status = wait_phase(backend, "r-bento", ReplicaPhase.RUNNING, timeout=BENTOML_DEADLINE_S)
+    ready_s = time.monotonic() - began
+    assert status.url is not None
+    assert httpx.get(status.url + "/readyz", timeout=5.0, trust_env=False).status_code == 200
+    answer = httpx.post(status.url + "/echo", json={"text": "hi"}, timeout=5.0, trust_env=False)
+    assert answer.text == "hi"
+    processes = wait_for(lambda: _with_two_workers(trees.of(status)), "two bentoml workers")
+
+    began = time.monotonic()
+    backend.stop("r-bento")
+    wait_gone(backend, "r-bento")
+    assert_all_gone(processes)
+    print(f"\nbentoml Echo: start->RUNNING {ready_s:.2f} s, stop {time.monotonic() - began:.2f} s")
+
+
+def _with_two_workers(processes: list[psutil.Process]) -> list[psutil.Process] | None:
+    return processes if len(workers_of(processes)) >= 2 else None
