@@ -24,7 +24,7 @@ def start_tiffin(tmp_path: Path) -> Iterator[Callable[..., TiffinServer]]:
 
     yield start
     for server in started:
-        server.kill()
+        server.teardown()
 
 
 @pytest.fixture

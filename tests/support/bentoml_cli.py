@@ -85,7 +85,7 @@ ENV_NAMES = ("GLOBAL_ENV", "SHARED", "SVC_ENV", "SECRET_TOKEN")
 def runtime_facts() -> dict:
     return {
         "env": {name: os.environ.get(name) for name in ENV_NAMES},
-        "pid": os.getpid(),
+        "home": os.environ.get("BENTOML_HOME"),
         "timeout": BentoMLContainer.api_server_config.traffic.timeout.get(),
     }
 

@@ -1,5 +1,6 @@
 """A real `tiffin up` in a subprocess on a free loopback port, stopped (and reaped) by its owner."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 STARTUP_DEADLINE_S = 60.0
 STOP_DEADLINE_S = 15.0
@@ -87,11 +89,38 @@ class TiffinServer:
             raise
 
     def kill(self) -> None:
+        """SIGKILL the server (replicas survive it, by design)."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+    def teardown(self) -> None:
+        """Stop the server gracefully if it runs, then kill any replica process left under its home."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.stop(signal.SIGINT)
+        kill_processes_under(self.home)
+
+    def replica_processes(self) -> list[psutil.Process]:
+        return processes_under(self.home)
 
     def client(self, token: str | None = None) -> httpx.Client:
         return httpx.Client(
             base_url=self.endpoint, headers={"X-YATAI-API-TOKEN": token or self.token}, timeout=30
         )
+
+
+def processes_under(home: Path) -> list[psutil.Process]:
+    """Processes whose command line names a path inside `home` (replica shims and servers)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if any(str(home) in part for part in process.info["cmdline"] or ()):
+            found.append(process)
+    return found
+
+
+def kill_processes_under(home: Path) -> None:
+    victims = processes_under(home)
+    for process in victims:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(victims, timeout=10)

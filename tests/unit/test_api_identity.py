@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+from starlette.websockets import WebSocketDisconnect
 
 if TYPE_CHECKING:
     from conftest import Api
@@ -53,3 +54,19 @@ def test_instance_types_of_unknown_cluster_is_404(api: Api) -> None:
 
 def test_deployments_still_need_a_token(api: Api) -> None:
     api.fails(401, "GET", "/api/v2/deployments", token=None)
+
+
+def test_builder_pod_lookup_answers_at_once_with_no_pods(api: Api) -> None:
+    """§3.7a: an accepted socket must send its snapshot immediately, or `bentoml deploy` hangs."""
+    path = "/ws/v1/clusters/default/pods?organization_name=default&namespace=tiffin&selector=x"
+    with api.client.websocket_connect(path, headers={"X-YATAI-API-TOKEN": api.admin_token}) as socket:
+        message = socket.receive_json()
+    assert message["type"] == "success" and message["payload"] == []
+
+
+def test_builder_pod_lookup_needs_a_token(api: Api) -> None:
+    with (
+        pytest.raises(WebSocketDisconnect),
+        api.client.websocket_connect("/ws/v1/clusters/default/pods") as socket,
+    ):
+        socket.receive_json()

@@ -186,3 +186,13 @@ def test_only_running_replicas_are_routed() -> None:
     assert result.services["Echo"].endpoints == ("http://127.0.0.1:1",)
     assert result.services["Model"].endpoints == ("http://127.0.0.1:3",)
     assert (result.port, result.entry_service, result.protected) == (31000, "Echo", True)
+
+
+def test_while_a_revision_builds_its_running_replicas_are_kept_and_none_start() -> None:
+    """After a restart the build is checked again; adopted replicas must not be stopped meanwhile."""
+    world = World()
+    world.step([desired(replicas=2)])
+    adopted = list(world.backend.started)
+    building = DesiredService("d1", "Echo", "rev1", 3, None)
+    assert world.step([building]) == []
+    assert set(world.backend.replicas) == set(adopted)

@@ -5,16 +5,21 @@ import sys
 import click
 
 from tiffin import __version__
+from tiffin.cli.deployments import logs, replicas
 from tiffin.core.errors import TiffinError
 from tiffin.core.settings import Settings
 from tiffin.server.serve import serve
-from tiffin.server.wiring import build
+from tiffin.server.wiring import Listen, build, url_host
 
 
 @click.group()
 @click.version_option(__version__, prog_name="tiffin")
 def main() -> None:
     """Tiffin: a self-hosted cloud for BentoML services."""
+
+
+main.add_command(replicas)
+main.add_command(logs)
 
 
 @main.command()
@@ -24,20 +29,16 @@ def up(host: str, port: int) -> None:
     """Start Tiffin: the API (and later console and gateway) in one process."""
     try:
         settings = Settings.from_env()
-        tiffin = build(settings)
+        tiffin = build(settings, listen=Listen(host, port))
     except TiffinError as exc:
         raise click.ClickException(exc.message) from None
-    endpoint = f"http://{_display_host(host)}:{port}"
+    endpoint = f"http://{url_host(host)}:{port}"
     _announce(settings, endpoint, tiffin.admin_token)
     try:
         serve(tiffin.app, host, port)
     finally:
         tiffin.db.dispose()
     click.echo("Tiffin stopped.")
-
-
-def _display_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
 def _announce(settings: Settings, endpoint: str, admin_token: str | None) -> None:

@@ -101,7 +101,8 @@ class Reconciler:
         build, built = self._builds.state(want.revision, want.build_request)
         waiting = build_status(build)
         if waiting is not None or built is None:
-            return [], waiting or Status("image-building")
+            kept = [DesiredService(want.name, s.name, want.revision, s.replicas, None) for s in want.settings]
+            return kept, waiting or Status("image-building")
         runtime = RuntimeContext(
             deployment=want.name,
             revision=want.revision,

@@ -18,13 +18,17 @@ SlotKey = tuple[str, str]  # (deployment, service)
 
 @dataclass(frozen=True)
 class DesiredService:
-    """`replicas` replicas of one Service of the current revision, each started from `template`."""
+    """`replicas` replicas of one Service of the current revision, each started from `template`.
+
+    Without a template (the revision's environment is still being built) replicas already running for
+    the revision are kept, but none can be started.
+    """
 
     deployment: str
     service: str
     revision: str
     replicas: int
-    template: ReplicaSpec
+    template: ReplicaSpec | None
 
     @property
     def key(self) -> SlotKey:
@@ -136,9 +140,10 @@ def _scale(
 ) -> list[Action]:
     missing = service.replicas - len(live)
     if missing > 0:
-        if now < health.next_start_at:
+        if service.template is None or now < health.next_start_at:
             return []
-        return [Start(replace(service.template, replica_id=new_replica_id(service))) for _ in range(missing)]
+        template = service.template
+        return [Start(replace(template, replica_id=new_replica_id(service))) for _ in range(missing)]
     surplus = sorted(live, key=_stop_order)[: -missing or None] if missing < 0 else []
     return [Stop(r.replica_id, "scaled down") for r in surplus]
 

@@ -1,5 +1,7 @@
-"""Builds a ready-to-serve Tiffin from settings: store migrated, first-start bootstrap done, API built."""
+"""Builds a ready-to-serve Tiffin from settings: store migrated, first-start bootstrap done, API built,
+and (for `tiffin up`) the runtime that runs deployments attached to the API's lifespan."""
 
+import dataclasses
 from dataclasses import dataclass
 
 from fastapi import FastAPI
@@ -9,10 +11,14 @@ from tiffin.api.context import ApiContext
 from tiffin.api.tickets import TicketSigner
 from tiffin.artifacts.storage import ArtifactStore
 from tiffin.backends.capacity import detect_host_capacity
+from tiffin.backends.local import LocalBackend
+from tiffin.builder import Builder
 from tiffin.core.clock import Clock, SystemClock
 from tiffin.core.instance_types import load_catalog
 from tiffin.core.keyring import load_or_create_key
 from tiffin.core.settings import Settings
+from tiffin.reconciler.loop import ReconcilerDeps
+from tiffin.server.runtime import Runtime, make_runtime
 from tiffin.store.db import Database, migrate
 from tiffin.store.deployments import PortPool
 from tiffin.store.identity import bootstrap
@@ -28,16 +34,35 @@ class Tiffin:
     """The admin token's secret on first start (to print once); None afterwards."""
 
 
-def build(settings: Settings, clock: Clock | None = None) -> Tiffin:
+@dataclass(frozen=True)
+class Listen:
+    """Where `tiffin up` listens: the API's address, also the host of every deployment URL."""
+
+    host: str
+    port: int
+
+
+def build(settings: Settings, clock: Clock | None = None, listen: Listen | None = None) -> Tiffin:
+    """The API only; with `listen`, also the runtime that builds and runs deployments."""
     clock = clock or SystemClock()
     settings.home.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
     migrate(db.engine)
     with db.session() as session:
         first_start = bootstrap(session, clock.now(), settings.bootstrap_token)
+    context = _api_context(settings, db, clock)
+    if listen is None:
+        return Tiffin(create_api(context), db, first_start.admin_token)
+    runtime = _runtime(settings, context, listen)
+    context = dataclasses.replace(context, public_host=url_host(listen.host), logs=runtime)
+    app = create_api(context, lifespan=lambda _app: runtime.running())
+    return Tiffin(app, db, first_start.admin_token)
+
+
+def _api_context(settings: Settings, db: Database, clock: Clock) -> ApiContext:
     key = load_or_create_key(settings.secret_key_file)
     box = SecretBox(key)
-    context = ApiContext(
+    return ApiContext(
         settings=settings,
         db=db,
         clock=clock,
@@ -49,4 +74,24 @@ def build(settings: Settings, clock: Clock | None = None) -> Tiffin:
         box=box,
         ports=PortPool(*settings.deployment_ports),
     )
-    return Tiffin(app=create_api(context), db=db, admin_token=first_start.admin_token)
+
+
+def _runtime(settings: Settings, context: ApiContext, listen: Listen) -> Runtime:
+    backend = LocalBackend(settings.replicas_dir, context.host)
+    builder = Builder(settings.builds_dir)
+    deps = ReconcilerDeps(
+        db=context.db,
+        backend=backend,
+        builder=builder,
+        artifacts=context.artifacts,
+        secrets=context.secrets,
+        box=context.box,
+        catalog=context.instance_types,
+        api_endpoint=f"http://{url_host(listen.host)}:{listen.port}",
+        clock=context.clock,
+    )
+    return make_runtime(deps, backend, builder, listen.host, settings.reconcile_interval_s)
+
+
+def url_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host

@@ -1,0 +1,70 @@
+"""`tiffin replicas` and `tiffin logs`: what runs for a deployment, and what it printed."""
+
+from typing import Any
+
+import click
+import httpx
+
+from tiffin.cli.login_context import LoginContext, resolve
+
+_REPLICA_COLUMNS = ("service", "replica", "state", "restarts", "pid", "url", "reason")
+
+
+def _client_options(command: Any) -> Any:
+    command = click.option("--endpoint", help="Tiffin URL (default: the bentoml login context).")(command)
+    return click.option("--api-token", help="API token (default: the bentoml login context).")(command)
+
+
+def _get(context: LoginContext, path: str, params: dict[str, str]) -> httpx.Response:
+    try:
+        response = httpx.get(
+            context.endpoint + path, params=params, headers={"X-YATAI-API-TOKEN": context.token}, timeout=30
+        )
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"Could not reach Tiffin at {context.endpoint}: {exc}.") from None
+    if response.status_code != 200:
+        raise click.ClickException(_message(response))
+    return response
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["message"])
+    except (ValueError, KeyError, TypeError):
+        return f"Tiffin answered HTTP {response.status_code}."
+
+
+@click.command()
+@click.argument("deployment")
+@_client_options
+def replicas(deployment: str, endpoint: str | None, api_token: str | None) -> None:
+    """Show the replicas of DEPLOYMENT: Service, state, restarts, PID, URL and last reason."""
+    items = _get(resolve(endpoint, api_token), f"/api/v2/deployments/{deployment}/replicas", {}).json()[
+        "items"
+    ]
+    rows = [
+        [str(item.get(column) if item.get(column) is not None else "-") for column in _REPLICA_COLUMNS]
+        for item in items
+    ]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(_REPLICA_COLUMNS)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(_REPLICA_COLUMNS, widths, strict=True)).rstrip())
+    for row in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+@click.command()
+@click.argument("deployment")
+@click.option("--service", default="", help="Only this Service's replicas.")
+@click.option("--replica", default="", help="Only this replica.")
+@click.option(
+    "--tail", default=200, show_default=True, type=click.IntRange(1, 100_000), help="Lines per log."
+)
+@_client_options
+def logs(
+    deployment: str, service: str, replica: str, tail: int, endpoint: str | None, api_token: str | None
+) -> None:
+    """Print DEPLOYMENT's build log and replica logs."""
+    params = {"service": service, "replica": replica, "tail": str(tail)}
+    click.echo(
+        _get(resolve(endpoint, api_token), f"/api/v2/deployments/{deployment}/logs", params).text, nl=False
+    )

@@ -1,0 +1,222 @@
+"""One client connection, request after request: parse, answer locally or forward, repeat.
+
+The route is looked up per request in the table current at that moment, so `apply()` takes effect on
+kept-alive connections too. Only a token the cache has no answer for makes a request wait for a
+coroutine; everything else is decided in the callback that delivered the head. Protocol errors get a
+JSON 4xx; a bug closes the connection after being logged, never a traceback page.
+"""
+
+import asyncio
+import logging
+from typing import Protocol
+
+from tiffin.gateway.auth import CHECK_FAILED, Lookup, Scopes, TokenToCheck, Unknown
+from tiffin.gateway.conn import Side
+from tiffin.gateway.context import GatewayContext
+from tiffin.gateway.exchange import Exchange
+from tiffin.gateway.framing import Framer, Length, request_framer
+from tiffin.gateway.gate import local_reply
+from tiffin.gateway.headers import wants_close
+from tiffin.gateway.http1 import HttpError, RequestHead, parse_request
+from tiffin.gateway.replies import CONTINUE, Reply, message, render
+from tiffin.gateway.table import Route, ServiceTarget
+
+log = logging.getLogger(__name__)
+
+
+class Listening(Protocol):
+    """What a session needs from the listener that accepted it."""
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def closing(self) -> bool: ...
+
+    def forget(self, session: "ClientSession") -> None: ...
+
+
+class ClientSession(Side):
+    def __init__(self, context: GatewayContext, listener: Listening) -> None:
+        super().__init__()
+        self.busy = False  # a request is being handled (its head has arrived)
+        self.idle_since: float | None = None  # since when it waits on the client (next head, or a body)
+        self.peer_host = ""
+        self._context = context
+        self._listener = listener
+        self._loop = asyncio.get_running_loop()
+        self._exchange: Exchange | None = None
+        self._deciding: asyncio.Task[None] | None = None
+        self._collecting: tuple[RequestHead, Framer, ServiceTarget] | None = None
+        self._discarding: Framer | None = None
+        self._serving = False
+
+    # connection events
+
+    def on_made(self) -> None:
+        assert self.transport is not None
+        peer = self.transport.get_extra_info("peername")
+        self.peer_host = str(peer[0]) if peer else ""
+        self.idle_since = self._loop.time()
+
+    def on_data(self) -> None:
+        if self._exchange is not None:
+            self._exchange.on_client_data()
+        elif self._collecting is not None:
+            self._forward(*self._collecting)
+        elif self._discarding is not None:
+            self._discard(self._discarding)
+        elif not self.busy:
+            self._serve()
+
+    def on_eof(self) -> None:
+        if self.busy or self.buffer or self.lost:
+            self._stop()  # a client that stops sending mid-request has gone away
+        else:
+            self.close()
+
+    def on_lost(self) -> None:
+        self._stop()
+        self._listener.forget(self)
+
+    def on_drained(self) -> None:
+        if self._exchange is not None:
+            self._exchange.on_client_drained()
+
+    def on_error(self) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        exchange, self._exchange = self._exchange, None
+        if exchange is not None:
+            exchange.cancel()
+        if self._deciding is not None:
+            self._deciding.cancel()
+        self.abort()
+
+    # requests
+
+    def _serve(self) -> None:
+        """Handle every complete request head buffered, until one has to wait."""
+        if self._serving:
+            return  # an outer call is looping already
+        self._serving = True
+        try:
+            while not self.busy and not self.lost:
+                if self._listener.closing:
+                    self.close()
+                    return
+                raw = self.take_head(self._context.settings.max_head_bytes)
+                if raw is None:
+                    return
+                self.busy, self.idle_since = True, None
+                self._start(raw)
+        except HttpError as error:
+            self._refuse(error)
+        finally:
+            self._serving = False
+
+    def _start(self, raw: bytes | bytearray) -> None:
+        try:
+            request = parse_request(raw)
+            framer = request_framer(request)
+        except HttpError as error:
+            self._refuse(error)
+            return
+        route = self._context.table.routes.get(self._listener.port)
+        self._decide(request, framer, route, self._context.tokens.lookup)
+
+    def _decide(self, request: RequestHead, framer: Framer, route: Route | None, lookup: Lookup) -> None:
+        context = self._context
+        outcome = local_reply(request, route, self._listener.port, lookup, context.advertised_host)
+        if isinstance(outcome, TokenToCheck):
+            self._deciding = self._loop.create_task(self._check(request, framer, route, outcome.token))
+        elif outcome is not None:
+            self._answer(request, framer, outcome)
+        else:
+            assert route is not None
+            self._forward(request, framer, route.target)
+
+    async def _check(self, request: RequestHead, framer: Framer, route: Route | None, token: str) -> None:
+        """Ask the store about a token the cache does not know, then decide as usual."""
+        tokens = self._context.tokens
+        try:
+            scopes = await tokens.fetch(token)
+        except Exception:
+            log.warning("gateway: the token check failed", exc_info=True)
+            self._deciding = None
+            self.guard(lambda: self._answer(request, framer, CHECK_FAILED))
+            return
+        self._deciding = None
+
+        def lookup(other: str) -> Scopes | Unknown:
+            return scopes if other == token else tokens.lookup(other)
+
+        if not self.lost:
+            self.guard(lambda: self._decide(request, framer, route, lookup))
+
+    def _forward(self, request: RequestHead, framer: Framer, target: ServiceTarget) -> None:
+        limit = self._context.settings.buffered_body_bytes
+        if isinstance(framer, Length) and not framer.done and framer.remaining <= limit:
+            if len(self.buffer) < framer.remaining:
+                if self._collecting is None:
+                    self._wait_for_body(request)
+                self._collecting = (request, framer, target)  # wait for the rest of a small body
+                return
+            self._collecting, self.idle_since = None, None
+            payload: bytes | bytearray | None = self.take(framer.scan(self.buffer))
+        elif framer.done:
+            payload = b""
+        else:
+            payload = None  # streamed
+            if b"100-continue" in request.fields.tokens(b"expect"):
+                self.write(CONTINUE)
+        body = (framer, payload)
+        settings = self._context.settings
+        self._exchange = Exchange(self, self.peer_host, request, body, target, settings, self._request_done)
+        self._exchange.start()
+
+    def _wait_for_body(self, request: RequestHead) -> None:
+        self.idle_since = self._loop.time()  # a client that never sends its body is swept as idle
+        if b"100-continue" in request.fields.tokens(b"expect"):
+            self.write(CONTINUE)
+
+    def _answer(self, request: RequestHead, framer: Framer, reply: Reply) -> None:
+        """Send a local reply; keep the connection only when the request body can be read past."""
+        keep = request.minor == 1 and not wants_close(request.fields, request.minor)
+        waits_for_continue = b"100-continue" in request.fields.tokens(b"expect") and not self.buffer
+        if not framer.done and waits_for_continue:
+            keep = False
+        self.write(render(reply, close=not keep, head_only=request.method == b"HEAD"))
+        if keep and not framer.done:
+            self.idle_since = self._loop.time()
+            self._discard(framer)
+        else:
+            self._request_done(keep)
+
+    def _discard(self, framer: Framer) -> None:
+        """Read past the body of a request answered locally (the client sends it anyway)."""
+        try:
+            self.take(framer.scan(self.buffer))
+        except HttpError:
+            self.close()
+            return
+        self._discarding = None if framer.done else framer
+        if framer.done:
+            self._request_done(True)
+        elif self.eof:
+            self.close()
+
+    def _refuse(self, error: HttpError) -> None:
+        self.write(render(message(error.status, error.message), close=True))
+        self.close()
+        self.busy = True  # nothing more is read from this connection
+
+    def _request_done(self, keep: bool) -> None:
+        self._exchange = None
+        if not keep or self.eof or self._listener.closing:
+            self.close()
+            return
+        self.busy, self.idle_since = False, self._loop.time()
+        if self.buffer:
+            self._serve()

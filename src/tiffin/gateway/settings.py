@@ -1,0 +1,19 @@
+"""The gateway's tunables, with defaults that suit one machine; one place to read them all."""
+
+from dataclasses import dataclass
+
+from tiffin.gateway.balancer import Policy
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    balancing: Policy = "least_in_flight"
+    token_ttl_s: float = 5.0  # how long a valid token's scopes are trusted without asking the store
+    invalid_token_ttl_s: float = 1.0  # how long an unknown token stays refused without asking again
+    connect_timeout_s: float = 5.0
+    client_idle_timeout_s: float = 65.0  # also bounds how long a client may take to send a head
+    upstream_idle_timeout_s: float = 4.0  # below uvicorn's 5 s keep-alive, so replicas never close first
+    max_head_bytes: int = 64 * 1024
+    buffered_body_bytes: int = 64 * 1024  # smaller request bodies are read whole (one write, replayable)
+    close_grace_s: float = 10.0  # how long close() lets in-flight requests finish
+    sweep_interval_s: float = 1.0

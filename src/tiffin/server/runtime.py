@@ -1,0 +1,66 @@
+"""The part of `tiffin up` that runs deployments: builder, local backend, reconciler and gateway.
+
+It starts with the API's lifespan and stops with it; a clean stop stops every replica, while a killed
+Tiffin leaves them running for the next start to adopt.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from tiffin.backends.local import LocalBackend
+from tiffin.builder import Builder
+from tiffin.core.clock import Clock
+from tiffin.core.errors import Unauthorized
+from tiffin.gateway import Gateway
+from tiffin.reconciler.loop import Reconciler, ReconcilerDeps
+from tiffin.store.db import Database
+from tiffin.store.tokens import authenticate
+
+
+@dataclass
+class Runtime:
+    reconciler: Reconciler
+    backend: LocalBackend
+    builder: Builder
+    db: Database
+    clock: Clock
+    gateway_host: str
+    interval_s: float
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        gateway = Gateway(self.gateway_host, self.check_token)
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.reconciler.run(gateway.apply, self.interval_s, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
+            await gateway.close()
+            await asyncio.to_thread(self.backend.close, True)
+            self.reconciler.close()
+
+    async def check_token(self, secret: str) -> frozenset[str] | None:
+        return await asyncio.to_thread(self._scopes_of, secret)
+
+    def _scopes_of(self, secret: str) -> frozenset[str] | None:
+        try:
+            with self.db.session() as session:
+                return frozenset(authenticate(session, secret, self.clock.now()).scopes)
+        except Unauthorized:
+            return None
+
+    def replica_log(self, replica_id: str, tail: int) -> str:
+        return self.backend.read_log(replica_id, tail)
+
+    def build_log(self, bento_tag: str, tail: int) -> str:
+        return self.builder.read_log(bento_tag, tail)
+
+
+def make_runtime(
+    deps: ReconcilerDeps, backend: LocalBackend, builder: Builder, gateway_host: str, interval_s: float
+) -> Runtime:
+    return Runtime(Reconciler(deps), backend, builder, deps.db, deps.clock, gateway_host, interval_s)
