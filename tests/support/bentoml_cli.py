@@ -45,6 +45,10 @@ class BentomlCli:
         """`bentoml ARGS...`; with `check`, a non-zero exit fails with the CLI's output."""
         return self._run([sys.executable, "-m", "bentoml", *args], cwd, check)
 
+    def tiffin(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The `tiffin` client commands, which reuse this home's `bentoml cloud login` context."""
+        return self._run([sys.executable, "-m", "tiffin", *args], None, True)
+
     def python(self, source: str, cwd: Path | None = None) -> str:
         """Run `source` with the bentoml SDK in this home; returns its stdout."""
         return self._run([sys.executable, "-c", source], cwd, True).stdout.strip()

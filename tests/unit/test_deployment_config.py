@@ -1,0 +1,451 @@
+"""The deployment config as the client sends it (§3.5, §5): validation and the per-Service settings."""
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tiffin.core import deployment_config as dc
+from tiffin.core.errors import BadRequest
+from tiffin.core.instance_types import GiB, InstanceType, find, load_catalog
+
+CATALOG: list[InstanceType] = load_catalog(Path("/nonexistent/tiffin/instance_types.yaml"))
+SERVICES = ["Echo"]
+
+# §4.5 step 5 (verified), with `cpu.2` for the BentoCloud-only `cpu.small`.
+FLAG_MODE_BODY: dict[str, Any] = {
+    "access_authorization": True,
+    "envs": [{"name": "A", "value": "1"}, {"name": "FOO", "value": "bar"}],
+    "labels": [{"key": "team", "value": "x"}],
+    "secrets": ["s1"],
+    "services": {
+        "Echo": {
+            "instance_type": "cpu.2",
+            "scaling": {"min_replicas": 1, "max_replicas": 3, "policy": None},
+            "envs": None,
+            "deployment_strategy": "Recreate",
+            "extras": None,
+            "cold_start_timeout": None,
+            "config_overrides": {},
+        }
+    },
+    "canary": None,
+    "bento": "echo:3i4e4ahfnogwsax4",
+    "name": "d1",
+    "dev": False,
+}
+
+# §5.2 (verified config-file body), with `cpu.2` for `gpu.t4`.
+CONFIG_FILE_BODY: dict[str, Any] = {
+    "access_authorization": True,
+    "envs": [{"name": "GLOBAL_ENV", "value": "g"}],
+    "labels": [{"key": "team", "value": "ml"}],
+    "secrets": ["s1"],
+    "services": {
+        "Echo": {
+            "instance_type": "cpu.2",
+            "scaling": {
+                "min_replicas": 0,
+                "max_replicas": 5,
+                "policy": {
+                    "metrics": [{"type": "cpu", "value": 80}, {"type": "gpu", "value": 70}],
+                    "scale_down_behavior": "disabled",
+                    "scale_up_behavior": "fast",
+                    "scale_down_stabilization_window": 600,
+                    "scale_up_stabilization_window": None,
+                },
+            },
+            "envs": [{"name": "SVC_ENV", "value": "s"}],
+            "deployment_strategy": "RampedSlowRollout",
+            "extras": {
+                "bento_function_overrides": {
+                    "annotations": {"a": "b"},
+                    "monitorExporter": None,
+                    "extraPodMetadata": None,
+                    "extraPodSpec": None,
+                },
+                "bento_request_overrides": None,
+            },
+            "cold_start_timeout": 900,
+            "config_overrides": {"traffic": {"timeout": 120}},
+        }
+    },
+    "canary": None,
+    "bento": "echo:3i4e4ahfnogwsax4",
+    "name": "d2",
+    "dev": False,
+}
+
+RESOURCES = {"cpu": "2", "memory": "1Gi", "gpu": 1}
+
+
+def manifest(**extra: Any) -> dict[str, Any]:
+    """A bento.yaml with Services Echo (the entry, with resources) and Model."""
+    return {
+        "name": "echo",
+        "service": "service:Echo",
+        "entry_service": "Echo",
+        "services": [
+            {"name": "Echo", "dependencies": [{"service": "Model"}], "config": {"resources": RESOURCES}},
+            {"name": "Model", "dependencies": [], "config": {}},
+        ],
+        **extra,
+    }
+
+
+def refused(config: dict[str, Any], services: list[str] | None = None) -> str:
+    with pytest.raises(BadRequest) as caught:
+        dc.validate(config, services or SERVICES, CATALOG)
+    message = caught.value.message
+    assert "\n" not in message and message.endswith("."), message
+    return message
+
+
+def echo(**settings: Any) -> dict[str, Any]:
+    return {"services": {"Echo": settings}}
+
+
+def settings_by_name(config: dict[str, Any], bento: dict[str, Any]) -> dict[str, dc.ServiceSettings]:
+    return {s.name: s for s in dc.service_settings(config, bento, CATALOG)}
+
+
+# --- validate: accepted ----------------------------------------------------------------------------
+
+
+def test_the_catalog_has_the_instance_type_used_here() -> None:
+    assert find(CATALOG, "cpu.2") is not None
+    assert find(CATALOG, "cpu.small") is None
+
+
+@pytest.mark.parametrize("body", [FLAG_MODE_BODY, CONFIG_FILE_BODY], ids=["flag-mode", "config-file"])
+def test_validate_accepts_the_verified_client_bodies(body: dict[str, Any]) -> None:
+    before = copy.deepcopy(body)
+
+    dc.validate(body, SERVICES, CATALOG)
+
+    assert body == before
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"services": {}},
+        {"services": None, "envs": None, "canary": None},
+        {"canary": {}},
+        echo(),
+        {"services": {"Echo": None}},
+        echo(scaling={"min_replicas": None, "max_replicas": 2}),
+        echo(scaling={"min_replicas": 0, "max_replicas": 1}),
+        echo(scaling={"min_replicas": 4}),
+        echo(instance_type=None, deployment_strategy=None, cold_start_timeout=0, config_overrides=None),
+        echo(envs=[{"name": "_UNDER_score9", "value": ""}]),
+    ],
+)
+def test_validate_accepts_partial_configs(config: dict[str, Any]) -> None:
+    dc.validate(config, SERVICES, CATALOG)
+
+
+@pytest.mark.parametrize("strategy", dc.STRATEGIES)
+def test_validate_accepts_every_strategy(strategy: str) -> None:
+    dc.validate(echo(deployment_strategy=strategy), SERVICES, CATALOG)
+
+
+# --- validate: refused, naming the field ------------------------------------------------------------
+
+
+def test_unknown_service_names_the_services_of_the_bento() -> None:
+    message = refused({"services": {"Nope": {}}}, ["Front", "Model"])
+
+    assert "services.Nope" in message
+    assert "Front" in message and "Model" in message
+
+
+def test_unknown_instance_type() -> None:
+    message = refused(echo(instance_type="cpu.small"))
+
+    assert "services.Echo.instance_type" in message
+    assert "cpu.small" in message
+
+
+@pytest.mark.parametrize(
+    ("scaling", "field"),
+    [
+        ({"min_replicas": 3, "max_replicas": 2}, "services.Echo.scaling.min_replicas"),
+        ({"min_replicas": -1, "max_replicas": 2}, "services.Echo.scaling.min_replicas"),
+        ({"min_replicas": -1}, "services.Echo.scaling.min_replicas"),
+        ({"min_replicas": 0, "max_replicas": 0}, "services.Echo.scaling.max_replicas"),
+        ({"max_replicas": 0}, "services.Echo.scaling.max_replicas"),
+        ({"max_replicas": -2}, "services.Echo.scaling.max_replicas"),
+        ({"min_replicas": "1", "max_replicas": 2}, "services.Echo.scaling.min_replicas"),
+        ({"min_replicas": 1.5, "max_replicas": 2}, "services.Echo.scaling.min_replicas"),
+        ({"min_replicas": True, "max_replicas": 2}, "services.Echo.scaling.min_replicas"),
+        ({"min_replicas": 1, "max_replicas": "3"}, "services.Echo.scaling.max_replicas"),
+        ({"min_replicas": 1, "max_replicas": False}, "services.Echo.scaling.max_replicas"),
+        ({"min_replicas": 1, "max_replicas": 2.0}, "services.Echo.scaling.max_replicas"),
+    ],
+)
+def test_bad_scaling(scaling: dict[str, Any], field: str) -> None:
+    assert f"`{field}`" in refused(echo(scaling=scaling))
+
+
+def test_scaling_must_be_a_mapping() -> None:
+    assert "services.Echo.scaling" in refused(echo(scaling=[1, 3]))
+
+
+def test_service_settings_must_be_a_mapping() -> None:
+    assert "services.Echo" in refused({"services": {"Echo": ["instance_type", "cpu.2"]}})
+
+
+def test_unknown_deployment_strategy() -> None:
+    message = refused(echo(deployment_strategy="BlueGreen"))
+
+    assert "services.Echo.deployment_strategy" in message
+    assert "RollingUpdate" in message
+
+
+@pytest.mark.parametrize("timeout", [-1, "900", 1.5, True])
+def test_bad_cold_start_timeout(timeout: object) -> None:
+    assert "services.Echo.cold_start_timeout" in refused(echo(cold_start_timeout=timeout))
+
+
+@pytest.mark.parametrize("overrides", [["traffic"], "traffic", 3])
+def test_config_overrides_not_a_mapping(overrides: object) -> None:
+    assert "services.Echo.config_overrides" in refused(echo(config_overrides=overrides))
+
+
+@pytest.mark.parametrize(
+    ("envs", "field"),
+    [
+        ([{"name": "1ABC", "value": "x"}], "envs[0].name"),
+        ([{"name": "OK", "value": "x"}, {"name": "BAD-NAME", "value": "x"}], "envs[1].name"),
+        ([{"name": "", "value": "x"}], "envs[0].name"),
+        ([{"name": "A B", "value": "x"}], "envs[0].name"),
+        ([{"name": "A\n", "value": "x"}], "envs[0].name"),
+        ([{"value": "x"}], "envs[0].name"),
+        ([{"name": 5, "value": "x"}], "envs[0].name"),
+        (["A=1"], "envs[0].name"),
+        ({"A": "1"}, "envs"),
+    ],
+)
+def test_bad_env_names_global_and_per_service(envs: object, field: str) -> None:
+    assert f"`{field}" in refused({"envs": envs})
+    assert f"`services.Echo.{field}" in refused(echo(envs=envs))
+
+
+def test_canary_is_refused() -> None:
+    canary = {"route_type": "random", "route_by": None, "versions": {"v2": {"bento": "echo:v2", "weight": 10}}}
+
+    assert "canary" in refused({**FLAG_MODE_BODY, "canary": canary})
+
+
+@pytest.mark.parametrize("services", [["Echo"], "Echo", 1])
+def test_services_must_be_a_mapping(services: object) -> None:
+    assert "`services`" in refused({"services": services})
+
+
+def test_the_first_invalid_field_is_named() -> None:
+    config = echo(instance_type="nope", scaling={"min_replicas": -1})
+
+    assert "services.Echo.instance_type" in refused(config)
+
+
+# --- service_settings -------------------------------------------------------------------------------
+
+
+def test_services_not_listed_get_the_defaults() -> None:
+    settings = dc.service_settings({"services": {}}, manifest(), CATALOG)
+
+    assert [s.name for s in settings] == ["Echo", "Model"]
+    model = settings[1]
+    assert (model.min_replicas, model.max_replicas, model.replicas) == (1, 1, 1)
+    assert model.strategy == "Recreate" == dc.DEFAULT_STRATEGY
+    assert model.instance_type is None
+    assert (model.cpu_millicores, model.memory_bytes, model.gpus) == (None, None, 0)
+    assert model.cold_start_timeout is None
+    assert model.config_overrides == {}
+    assert dict(model.envs) == {}
+
+
+def test_the_verified_bodies_give_settings_for_every_service() -> None:
+    flag = settings_by_name(FLAG_MODE_BODY, manifest())
+    config_file = settings_by_name(CONFIG_FILE_BODY, manifest())
+
+    assert (flag["Echo"].min_replicas, flag["Echo"].max_replicas, flag["Echo"].strategy) == (1, 3, "Recreate")
+    assert dict(flag["Echo"].envs) == {"A": "1", "FOO": "bar"}
+    assert dict(flag["Model"].envs) == {"A": "1", "FOO": "bar"}
+    echo_settings = config_file["Echo"]
+    assert (echo_settings.min_replicas, echo_settings.max_replicas, echo_settings.replicas) == (0, 5, 1)
+    assert echo_settings.strategy == "RampedSlowRollout"
+    assert echo_settings.cold_start_timeout == 900
+    assert echo_settings.config_overrides == {"traffic": {"timeout": 120}}
+    assert dict(echo_settings.envs) == {"GLOBAL_ENV": "g", "SVC_ENV": "s"}
+    assert dict(config_file["Model"].envs) == {"GLOBAL_ENV": "g"}
+
+
+def test_env_precedence_manifest_defaults_then_global_then_per_service() -> None:
+    bento = manifest(
+        envs=[
+            {"name": "FROM_BENTO", "value": "bento"},
+            {"name": "SHARED", "value": "bento"},
+            {"name": "REQUIRED", "value": ""},
+            {"name": "NO_VALUE"},
+            {"name": "BUILD_ONLY", "value": "b", "stage": "build"},
+            {"name": "RUN_ONLY", "value": "r", "stage": "run"},
+            {"name": "ALL", "value": "a", "stage": "all"},
+        ]
+    )
+    config = {
+        "envs": [{"name": "SHARED", "value": "global"}, {"name": "GLOBAL", "value": "g"}],
+        "services": {
+            "Echo": {"envs": [{"name": "SHARED", "value": "echo"}, {"name": "FROM_BENTO", "value": "echo"}]}
+        },
+    }
+
+    settings = settings_by_name(config, bento)
+
+    assert dict(settings["Echo"].envs) == {
+        "FROM_BENTO": "echo",
+        "SHARED": "echo",
+        "RUN_ONLY": "r",
+        "ALL": "a",
+        "GLOBAL": "g",
+    }
+    assert dict(settings["Model"].envs) == {
+        "FROM_BENTO": "bento",
+        "SHARED": "global",
+        "RUN_ONLY": "r",
+        "ALL": "a",
+        "GLOBAL": "g",
+    }
+
+
+def test_manifest_env_defaults_keep_only_run_time_values() -> None:
+    bento = {
+        "envs": [
+            {"name": "A", "value": "1"},
+            {"name": "B", "value": ""},
+            {"name": "C", "value": "3", "stage": "build"},
+            {"name": "D", "value": "4", "stage": "run"},
+            "not-a-mapping",
+        ]
+    }
+
+    assert dc.manifest_env_defaults(bento) == {"A": "1", "D": "4"}
+    assert dc.manifest_env_defaults({}) == {}
+
+
+def test_env_map_turns_null_values_into_empty_strings() -> None:
+    assert dc.env_map([{"name": "A", "value": None}, {"name": "B", "value": "2"}]) == {"A": "", "B": "2"}
+    assert dc.env_map(None) == {}
+
+
+@pytest.mark.parametrize(
+    ("scaling", "expected"),
+    [
+        (None, (1, 1, 1)),
+        ({}, (1, 1, 1)),
+        ({"min_replicas": None, "max_replicas": 3, "policy": None}, (1, 3, 1)),
+        ({"max_replicas": 1}, (1, 1, 1)),
+        ({"min_replicas": 0, "max_replicas": 5}, (0, 5, 1)),
+        ({"min_replicas": 0}, (0, 1, 1)),
+        ({"min_replicas": 3}, (3, 3, 3)),
+        ({"min_replicas": 2, "max_replicas": 4}, (2, 4, 2)),
+    ],
+)
+def test_scaling_defaults(scaling: dict[str, Any] | None, expected: tuple[int, int, int]) -> None:
+    (settings, _model) = dc.service_settings(echo(scaling=scaling), manifest(), CATALOG)
+
+    assert (settings.min_replicas, settings.max_replicas, settings.replicas) == expected
+
+
+def test_instance_type_gives_resources_from_the_catalog() -> None:
+    chosen = find(CATALOG, "cpu.2")
+    assert chosen is not None
+    config = echo(instance_type="cpu.2", config_overrides={"resources": {"cpu": "8", "memory": "32Gi"}})
+
+    (settings, _model) = dc.service_settings(config, manifest(), CATALOG)
+
+    assert settings.instance_type == "cpu.2"
+    assert (settings.cpu_millicores, settings.memory_bytes, settings.gpus) == (
+        chosen.cpu_millicores,
+        chosen.memory_bytes,
+        chosen.gpu_count,
+    )
+    assert (settings.cpu_millicores, settings.memory_bytes, settings.gpus) == (1000, 2 * GiB, 0)
+
+
+def test_gpu_instance_type_gives_its_gpus() -> None:
+    (settings, _model) = dc.service_settings(echo(instance_type="gpu.t4.1"), manifest(), CATALOG)
+
+    assert (settings.cpu_millicores, settings.memory_bytes, settings.gpus) == (4000, 16 * GiB, 1)
+
+
+def test_no_instance_type_uses_the_services_own_resources() -> None:
+    (settings, model) = dc.service_settings(echo(instance_type=None), manifest(), CATALOG)
+
+    assert (settings.cpu_millicores, settings.memory_bytes, settings.gpus) == (2000, GiB, 1)
+    assert (model.cpu_millicores, model.memory_bytes, model.gpus) == (None, None, 0)
+
+
+def test_config_override_resources_win_over_the_manifests() -> None:
+    config = echo(config_overrides={"resources": {"cpu": "500m", "gpu": 0}, "traffic": {"timeout": 5}})
+
+    (settings, _model) = dc.service_settings(config, manifest(), CATALOG)
+
+    assert (settings.cpu_millicores, settings.memory_bytes, settings.gpus) == (500, GiB, 0)
+    assert settings.config_overrides == {"resources": {"cpu": "500m", "gpu": 0}, "traffic": {"timeout": 5}}
+
+
+def test_service_settings_do_not_change_the_config() -> None:
+    config = copy.deepcopy(CONFIG_FILE_BODY)
+
+    dc.service_settings(config, manifest(), CATALOG)
+
+    assert config == CONFIG_FILE_BODY
+
+
+def test_a_legacy_bento_without_services_is_one_service_named_after_it() -> None:
+    legacy = {"name": "echo", "service": "service:svc"}
+
+    assert [s.name for s in dc.service_settings({}, legacy, CATALOG)] == ["echo"]
+    assert dc.entry_service(legacy) == "echo"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, "Echo"),
+        ({"entry_service": "Model"}, "Model"),
+        ({"entry_service": None}, "Echo"),
+        ({"entry_service": "Gone"}, "Echo"),
+    ],
+)
+def test_entry_service(extra: dict[str, Any], expected: str) -> None:
+    bento = {**manifest(), **extra}
+    if "entry_service" not in extra:
+        del bento["entry_service"]
+
+    assert dc.entry_service(bento) == expected
+
+
+# --- check_deployment_name --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["d1", "a", "0", "my-deploy-1", "9lives", "a-b-c", "x" * 48, "a" + "-" * 46 + "z"]
+)
+def test_valid_deployment_names(name: str) -> None:
+    assert dc.check_deployment_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "Bad_Name", "UPPER", "a_b", "a.b", "a b", "-a", "a-", "-", "x" * 49, "d1\n", "é", "a/b"],
+)
+def test_invalid_deployment_names(name: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        dc.check_deployment_name(name)
+
+    assert "`name`" in caught.value.message
