@@ -328,7 +328,9 @@ def test_update_makes_a_new_revision_and_null_labels_keep_the_labels(duo: Api) -
 def test_update_with_labels_replaces_them(duo: Api) -> None:
     create(duo, RICH_BODY)
 
-    updated = duo.ok("PUT", f"{DEPLOYMENTS}/d1?cluster=", json=update_body(labels=[{"key": "a", "value": "b"}]))
+    updated = duo.ok(
+        "PUT", f"{DEPLOYMENTS}/d1?cluster=", json=update_body(labels=[{"key": "a", "value": "b"}])
+    )
 
     assert updated["labels"] == [{"key": "a", "value": "b"}]
 
@@ -509,7 +511,9 @@ REFUSED_BODIES: list[tuple[str, int, dict[str, Any], tuple[str, ...]]] = [
         "negative min",
         400,
         create_body(
-            services={"Front": service_config(scaling={"min_replicas": -1, "max_replicas": 2, "policy": None})}
+            services={
+                "Front": service_config(scaling={"min_replicas": -1, "max_replicas": 2, "policy": None})
+            }
         ),
         ("services.Front.scaling.min_replicas",),
     ),
@@ -532,6 +536,12 @@ REFUSED_BODIES: list[tuple[str, int, dict[str, Any], tuple[str, ...]]] = [
         ("services.Front.deployment_strategy",),
     ),
     (
+        "bad override resources",
+        400,
+        create_body(services={"Model": service_config(config_overrides={"resources": {"cpu": "lots"}})}),
+        ("services.Model.config_overrides.resources.cpu",),
+    ),
+    (
         "bad env name",
         400,
         create_body(envs=[{"name": "NOT-VALID", "value": "1"}]),
@@ -550,9 +560,13 @@ REFUSED_BODIES: list[tuple[str, int, dict[str, Any], tuple[str, ...]]] = [
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "words"), [case[1:] for case in REFUSED_BODIES], ids=[case[0] for case in REFUSED_BODIES]
+    ("status", "body", "words"),
+    [case[1:] for case in REFUSED_BODIES],
+    ids=[case[0] for case in REFUSED_BODIES],
 )
-def test_refused_bodies_create_nothing(duo: Api, status: int, body: dict[str, Any], words: tuple[str, ...]) -> None:
+def test_refused_bodies_create_nothing(
+    duo: Api, status: int, body: dict[str, Any], words: tuple[str, ...]
+) -> None:
     create(duo, create_body("existing"))
 
     assert_refused(duo, status, copy.deepcopy(body), words)

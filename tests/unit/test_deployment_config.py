@@ -216,6 +216,31 @@ def test_config_overrides_not_a_mapping(overrides: object) -> None:
 
 
 @pytest.mark.parametrize(
+    ("resources", "field"),
+    [
+        ({"cpu": "lots"}, "config_overrides.resources.cpu"),
+        ({"cpu": [2]}, "config_overrides.resources.cpu"),
+        ({"memory": "1 gallon"}, "config_overrides.resources.memory"),
+        ({"gpu": "abc"}, "config_overrides.resources.gpu"),
+        ({"gpu": -1}, "config_overrides.resources.gpu"),
+        ("2 cpus", "config_overrides.resources"),
+    ],
+)
+def test_bad_override_resources(resources: object, field: str) -> None:
+    """Refused up front: `service_settings` (run by the reconciler) could not read them."""
+    assert f"`services.Echo.{field}`" in refused(echo(config_overrides={"resources": resources}))
+
+
+def test_good_override_resources_are_accepted() -> None:
+    resources = {"cpu": "500m", "memory": "2Gi", "gpu": 0}
+
+    dc.validate(echo(config_overrides={"resources": resources, "traffic": {"timeout": 5}}), SERVICES, CATALOG)
+    dc.validate(
+        echo(config_overrides={"resources": {"cpu": 2, "memory": 1024, "gpu": None}}), SERVICES, CATALOG
+    )
+
+
+@pytest.mark.parametrize(
     ("envs", "field"),
     [
         ([{"name": "1ABC", "value": "x"}], "envs[0].name"),
@@ -235,7 +260,11 @@ def test_bad_env_names_global_and_per_service(envs: object, field: str) -> None:
 
 
 def test_canary_is_refused() -> None:
-    canary = {"route_type": "random", "route_by": None, "versions": {"v2": {"bento": "echo:v2", "weight": 10}}}
+    canary = {
+        "route_type": "random",
+        "route_by": None,
+        "versions": {"v2": {"bento": "echo:v2", "weight": 10}},
+    }
 
     assert "canary" in refused({**FLAG_MODE_BODY, "canary": canary})
 

@@ -50,3 +50,8 @@ def test_permissions(scopes: list[str], permission: Permission, granted: bool) -
 )
 def test_calling_protected_deployments(scopes: list[str], deployment: str, allowed: bool) -> None:
     assert may_call_deployment(scopes, deployment) is allowed
+
+
+def test_a_trailing_newline_is_not_a_valid_deployment_scope() -> None:
+    with pytest.raises(BadRequest):
+        normalize_scopes(["protected_endpoint:d1\n"])

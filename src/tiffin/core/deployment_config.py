@@ -45,7 +45,7 @@ class ServiceSettings:
 
 
 def check_deployment_name(name: str) -> str:
-    if not _DEPLOYMENT_NAME.match(name):
+    if not _DEPLOYMENT_NAME.fullmatch(name):
         raise BadRequest(
             f"`name` {name!r} is not a valid deployment name: use up to 48 lowercase letters, digits"
             " and '-', starting and ending with a letter or digit."
@@ -71,6 +71,8 @@ def validate(config: Config, service_names: Sequence[str], catalog: Sequence[Ins
 
 
 def _check_service(where: str, settings: Config, catalog: Sequence[InstanceType]) -> None:
+    if not isinstance(settings, Mapping):
+        raise BadRequest(f"`{where}` must be a mapping of the Service's settings.")
     instance_type = settings.get("instance_type")
     if instance_type and find(catalog, instance_type) is None:
         raise BadRequest(
@@ -83,11 +85,30 @@ def _check_service(where: str, settings: Config, catalog: Sequence[InstanceType]
     if strategy is not None and strategy not in STRATEGIES:
         raise BadRequest(f"`{where}.deployment_strategy` must be one of {', '.join(STRATEGIES)}.")
     _check_non_negative(settings.get("cold_start_timeout"), f"{where}.cold_start_timeout")
-    if not isinstance(settings.get("config_overrides") or {}, Mapping):
+    overrides = settings.get("config_overrides") or {}
+    if not isinstance(overrides, Mapping):
         raise BadRequest(f"`{where}.config_overrides` must be a mapping of bentoml settings.")
+    _check_resources(f"{where}.config_overrides.resources", overrides.get("resources"))
+
+
+def _check_resources(where: str, resources: object) -> None:
+    """Resources that `service_settings` can read: CPU and memory amounts and a whole number of GPUs."""
+    if resources is None:
+        return
+    if not isinstance(resources, Mapping):
+        raise BadRequest(f"`{where}` must be a mapping with `cpu`, `memory` and `gpu`.")
+    for key, parse in (("cpu", parse_cpu), ("memory", parse_memory)):
+        if resources.get(key) is not None:
+            try:
+                parse(resources[key])
+            except BadRequest as exc:
+                raise BadRequest(f"`{where}.{key}`: {exc.message}") from None
+    _check_non_negative(resources.get("gpu"), f"{where}.gpu")
 
 
 def _check_scaling(where: str, scaling: Config) -> None:
+    if not isinstance(scaling, Mapping):
+        raise BadRequest(f"`{where}` must be a mapping with `min_replicas` and `max_replicas`.")
     low, high = scaling.get("min_replicas"), scaling.get("max_replicas")
     _check_non_negative(low, f"{where}.min_replicas")
     _check_non_negative(high, f"{where}.max_replicas")
@@ -111,7 +132,7 @@ def _check_envs(envs: object, where: str) -> None:
         raise BadRequest(f"`{where}` must be a list of {{name, value}} items.")
     for index, item in enumerate(envs):
         name = item.get("name") if isinstance(item, Mapping) else None
-        if not isinstance(name, str) or not _ENV_NAME.match(name):
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
             raise BadRequest(f"`{where}[{index}].name` must be a valid environment variable name.")
 
 

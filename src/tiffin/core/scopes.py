@@ -74,7 +74,7 @@ def _is_known(scope: str) -> bool:
     if scope in _known_names():
         return True
     target = scope.removeprefix(_PROTECTED_ENDPOINT_PREFIX)
-    return scope.startswith(_PROTECTED_ENDPOINT_PREFIX) and bool(_DEPLOYMENT_NAME.match(target))
+    return scope.startswith(_PROTECTED_ENDPOINT_PREFIX) and bool(_DEPLOYMENT_NAME.fullmatch(target))
 
 
 def _known_names() -> list[str]:

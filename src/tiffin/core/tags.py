@@ -14,7 +14,7 @@ def check_tag_part(value: object, what: str) -> str:
         raise BadRequest(f"The {what} must be a non-empty string.")
     if len(value) > MAX_TAG_PART:
         raise BadRequest(f"The {what} {value!r} is longer than {MAX_TAG_PART} characters.")
-    if not _TAG_PART.match(value):
+    if not _TAG_PART.fullmatch(value):
         raise BadRequest(
             f"The {what} {value!r} is not a valid BentoML tag part: use lowercase letters, digits,"
             " '-', '_' and '.', starting and ending with a letter or digit."

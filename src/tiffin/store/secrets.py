@@ -45,7 +45,7 @@ class SecretContent:
             self._check_key(key)
 
     def _check_key(self, key: str) -> None:
-        if self.mount_type == "env" and not _ENV_NAME.match(key):
+        if self.mount_type == "env" and not _ENV_NAME.fullmatch(key):
             raise BadRequest(f"{key!r} is not a valid environment variable name.")
         if self.mount_type == "mountfile" and (not key or "/" in key or key in (".", "..")):
             raise BadRequest(f"{key!r} is not a valid file name for a mounted secret.")
@@ -123,7 +123,7 @@ class SecretStore:
 
 
 def _check_name(name: str) -> None:
-    if len(name) > 63 or not _SECRET_NAME.match(name):
+    if len(name) > 63 or not _SECRET_NAME.fullmatch(name):
         raise BadRequest(
             f"The secret name {name!r} is not valid: use lowercase letters, digits and '-',"
             " starting and ending with a letter or digit, at most 63 characters."
