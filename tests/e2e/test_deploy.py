@@ -21,6 +21,18 @@ from tests.support.server import TiffinServer
 
 pytestmark = pytest.mark.e2e
 DEPLOY_TIMEOUT_S = 240
+CALLER_SOURCE = """
+import bentoml
+
+
+@bentoml.service
+class Caller:
+    remote = bentoml.depends(deployment="locked")
+
+    @bentoml.api
+    def relay(self, text: str) -> dict:
+        return self.remote.to_sync.shout(text=text)
+"""
 BROKEN_SOURCE = """
 import bentoml
 
@@ -192,6 +204,14 @@ def test_protected_deployment_needs_a_bearer_token(
     assert shout(url, "a").status_code == 401
     assert shout(url, "a", token=other).status_code == 403
     assert shout(url, "a", token=mine).json()["inner"]["upper"] == "A"
+
+    caller = write_project(tmp_path / "caller", CALLER_SOURCE, "Caller")
+    cli.run("deploy", str(caller), "-n", "caller", "--timeout", str(DEPLOY_TIMEOUT_S), cwd=caller)
+    caller_url = deployment(tiffin, "caller")["urls"][0]
+    relayed = httpx.post(f"{caller_url}/relay", json={"text": "via"}, timeout=30)
+    assert relayed.json()["inner"]["upper"] == "VIA", (
+        "depends(deployment=...) reached the protected deployment"
+    )
 
 
 def test_a_bento_whose_requirements_cannot_install_fails_with_its_build_log(
