@@ -1,0 +1,139 @@
+"""A whole reconcile step against the real store, a FakeBackend and a stub builder: no processes.
+
+The API writes desired state; each `step()` must move the backend and write statuses and replica
+records back, and publish routes with only ready replicas.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tiffin.backends.fake import FakeBackend
+from tiffin.backends.protocol import ReplicaPhase
+from tiffin.builder import BuildFailed, BuildRequest, BuiltBento
+from tiffin.reconciler.loop import Reconciler, ReconcilerDeps
+from tiffin.routing.snapshot import RoutingSnapshot
+
+if TYPE_CHECKING:
+    from tests.unit.conftest import Api
+
+DEPLOYMENTS = "/api/v2/deployments"
+
+
+class StubBuilder:
+    def __init__(self, root: Path, fail: bool = False) -> None:
+        self.root, self.fail, self.requests = root, fail, []  # type: ignore[var-annotated]
+
+    def build(self, request: BuildRequest) -> BuiltBento:
+        self.requests.append(request)
+        if self.fail:
+            raise BuildFailed(
+                "Installing the bento's Python requirements failed (exit 1).", "no such package"
+            )
+        return BuiltBento(self.root, Path("/usr/bin/python3"), "key", self.root / "build.log")
+
+    def read_log(self, bento_tag: str, tail: int | None = None) -> str:
+        return ""
+
+
+class Harness:
+    def __init__(self, api: Api, builder: StubBuilder) -> None:
+        context = api.client.app.state.context  # type: ignore[attr-defined]
+        self.api, self.backend = api, FakeBackend()
+        self.now = 0.0
+        deps = ReconcilerDeps(
+            db=context.db,
+            backend=self.backend,
+            builder=builder,
+            artifacts=context.artifacts,  # type: ignore[arg-type]
+            secrets=context.secrets,
+            box=context.box,
+            catalog=context.instance_types,
+            api_endpoint="http://127.0.0.1:3000",
+            clock=context.clock,
+        )
+        self.reconciler = Reconciler(deps, monotonic=lambda: self.now)
+
+    def step_until(self, condition: Any, what: str) -> RoutingSnapshot:
+        """Step (builds run on a thread pool) until `condition(snapshot)` holds, with a deadline."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            snapshot = self.reconciler.step()
+            if condition(snapshot):
+                return snapshot
+            time.sleep(0.01)
+        raise AssertionError(f"never reached: {what}")
+
+    def status(self, name: str = "d1") -> str:
+        return str(self.api.ok("GET", f"{DEPLOYMENTS}/{name}")["status"])
+
+
+@pytest.fixture
+def harness(api: Api, tmp_path: Path) -> Harness:
+    api.push("bento", "echo", "v1")
+    body = {
+        "bento": "echo:v1",
+        "name": "d1",
+        "services": {"echo": {"scaling": {"min_replicas": 2, "max_replicas": 2}}},
+    }
+    api.ok("POST", DEPLOYMENTS, json=body)
+    return Harness(api, StubBuilder(tmp_path))
+
+
+def test_a_deployment_goes_from_building_to_running(harness: Harness) -> None:
+    harness.step_until(lambda _: len(harness.backend.started) == 2, "two replicas started")
+    assert harness.status() == "deploying"
+    spec = harness.backend.specs[harness.backend.started[0]]
+    assert spec.env["BENTO_CLOUD_API_ENDPOINT"] == "http://127.0.0.1:3000"
+    assert spec.env["BENTO_CLOUD_API_KEY"] and spec.env["YATAI_BENTO_DEPLOYMENT_NAME"] == "d1"
+
+    for replica_id in harness.backend.started:
+        harness.backend.set_ready(replica_id)
+    snapshot = harness.step_until(
+        lambda s: len(s.deployments["d1"].services["echo"].endpoints) == 2, "routes"
+    )
+    assert harness.status() == "running"
+    replicas = harness.api.ok("GET", f"{DEPLOYMENTS}/d1/replicas")["items"]
+    assert sorted(r["state"] for r in replicas) == ["running", "running"]
+    assert snapshot.deployments["d1"].entry_service == "echo"
+
+
+def test_terminate_stops_every_replica_then_reports_terminated(harness: Harness) -> None:
+    harness.step_until(lambda _: len(harness.backend.started) == 2, "two replicas started")
+    harness.api.ok("POST", f"{DEPLOYMENTS}/d1/terminate")
+    harness.step_until(lambda _: len(harness.backend.stopped) == 2, "both stopped")
+    assert harness.status() == "terminating"
+    harness.backend.finish_stopping()
+    harness.step_until(lambda _: harness.status() == "terminated", "terminated")
+
+
+def test_a_failed_build_fails_the_deployment_with_the_log_tail(api: Api, tmp_path: Path) -> None:
+    api.push("bento", "echo", "v1")
+    api.ok("POST", DEPLOYMENTS, json={"bento": "echo:v1", "name": "d1"})
+    harness = Harness(api, StubBuilder(tmp_path, fail=True))
+    harness.step_until(lambda _: harness.status() == "image-build-failed", "build failure")
+    body = api.ok("GET", f"{DEPLOYMENTS}/d1")
+    assert "no such package" in body["status_message"] and not harness.backend.started
+
+
+def test_a_crashed_replica_is_replaced_after_its_backoff(harness: Harness) -> None:
+    harness.step_until(lambda _: len(harness.backend.started) == 2, "two replicas started")
+    harness.backend.crash(harness.backend.started[0], "OOMKilled")
+    harness.reconciler.step()
+    assert len(harness.backend.started) == 2
+    harness.now += 1.0
+    harness.step_until(lambda _: len(harness.backend.started) == 3, "a replacement")
+    records = harness.api.ok("GET", f"{DEPLOYMENTS}/d1/replicas")["items"]
+    assert {r["restarts"] for r in records} == {1} and any(r["reason"] == "OOMKilled" for r in records)
+
+
+def test_deleting_a_deployment_stops_its_replicas(harness: Harness) -> None:
+    harness.step_until(lambda _: len(harness.backend.started) == 2, "two replicas started")
+    harness.api.ok("DELETE", f"{DEPLOYMENTS}/d1")
+    snapshot = harness.step_until(lambda _: len(harness.backend.stopped) == 2, "both stopped")
+    assert "d1" not in snapshot.deployments
+    assert not harness.backend.of(ReplicaPhase.STARTING)
