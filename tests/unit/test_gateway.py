@@ -685,3 +685,39 @@ async def test_http_1_0_clients_get_their_answer_and_a_closed_connection(
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ")
     assert json.loads(body)["path"] == "/old"
+
+
+async def test_a_port_that_cannot_be_bound_does_not_hold_back_the_others(
+    gateway: Gateway, client: httpx.AsyncClient, replicas: Callable[[str], Awaitable[Replica]]
+) -> None:
+    api = await replicas("api")
+    squatter = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    taken = squatter.sockets[0].getsockname()[1]
+    try:
+        blocked = deployment("blocked", {"Api": [api]}, port=taken)
+        shop = deployment("shop", {"Api": [api]})
+        await gateway.apply(snapshot(blocked, shop))
+
+        assert taken not in gateway.ports
+        assert (await client.get(url(shop.port))).status_code == 200
+    finally:
+        squatter.close()
+    await gateway.apply(snapshot(blocked, shop))  # the next apply binds it
+    assert taken in gateway.ports
+
+
+async def test_idle_client_connections_are_closed(
+    tokens: Tokens, replicas: Callable[[str], Awaitable[Replica]]
+) -> None:
+    api = await replicas("api")
+    shop = deployment("shop", {"Api": [api]})
+    settings = GatewaySettings(client_idle_timeout_s=0.05, sweep_interval_s=0.02)
+    gateway = Gateway("127.0.0.1", tokens.check, settings)
+    try:
+        await gateway.apply(snapshot(shop))
+        reader, writer = await asyncio.open_connection("127.0.0.1", shop.port)
+        writer.write(b"GET / HTT")  # a head that never completes
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the gateway
+        writer.close()
+    finally:
+        await gateway.close()
