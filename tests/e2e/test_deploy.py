@@ -6,6 +6,7 @@ protection, updates, terminate/delete (no process left), a failing build and an 
 
 import json
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -270,6 +271,12 @@ def test_replicas_survive_a_killed_tiffin_and_are_adopted(
     wait_for(lambda: shout(url, "back").status_code == 200, "traffic to resume")
     assert running_pids(second, "sturdy") == before
     assert len(replicas(second, "sturdy")) == 3
+
+    tree = _process_trees(before)
+    assert second.stop(signal.SIGINT) == 0
+    assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], (
+        "Ctrl-C stops replicas"
+    )
 
 
 def _global_env(url: str) -> str | None:
