@@ -172,11 +172,19 @@ def test_two_service_deployment_end_to_end(
     )
     assert not old_pids & running_pids(tiffin, "duo")
 
+    history = cli.tiffin("revisions", "duo").stdout.splitlines()[1:]
+    assert len(history) == 2 and history[0].startswith("*")
+    cli.tiffin("rollback", "duo", history[1].split()[0])
+    wait_for(lambda: _global_env(url) == "g", "the rolled-back env", DEPLOY_TIMEOUT_S)
+
     tree = _process_trees(running_pids(tiffin, "duo"))
     cli.run("deployment", "terminate", "duo", "--wait")
     assert deployment(tiffin, "duo")["status"] == "terminated"
     assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert shout(url, "gone").status_code == 503
+    cli.tiffin("restore", "duo")
+    wait_for(lambda: _global_env(url) == "g", "the restored deployment to serve", DEPLOY_TIMEOUT_S)
+    cli.run("deployment", "terminate", "duo", "--wait")
 
     cli.run("deployment", "delete", "duo")
     assert tiffin.client().get("/api/v2/deployments/duo").status_code == 404

@@ -627,3 +627,47 @@ def test_a_read_cluster_token_may_read_but_not_write(duo: Api) -> None:
     duo.fails(403, "POST", f"{DEPLOYMENTS}/d1/terminate?cluster=", token=reader)
     duo.fails(403, "DELETE", f"{DEPLOYMENTS}/d1?cluster=", token=reader)
     assert duo.ok("GET", f"{DEPLOYMENTS}/d1?cluster=")["status"] == "deploying"
+
+
+# Revisions, rollback and restore
+
+
+def revisions(api: Api, name: str = "d1") -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = api.ok("GET", f"{DEPLOYMENTS}/{name}/revisions")["items"]
+    return items
+
+
+def test_revisions_are_listed_newest_first_with_the_active_one_marked(duo: Api) -> None:
+    create(duo)
+    duo.ok("PUT", f"{DEPLOYMENTS}/d1", json=update_body(envs=[{"name": "A", "value": "2"}]))
+    history = revisions(duo)
+    assert [r["active"] for r in history] == [True, False]
+    assert (
+        history[0]["config"]["envs"] == [{"name": "A", "value": "2"}] and history[1]["config"]["envs"] is None
+    )
+    assert {r["bento"] for r in history} == {"duo:v1"} and history[0]["creator"]["name"] == "admin"
+
+
+def test_rollback_makes_a_new_revision_equal_to_the_chosen_one(duo: Api) -> None:
+    create(duo)
+    duo.ok("PUT", f"{DEPLOYMENTS}/d1", json=update_body(envs=[{"name": "A", "value": "2"}]))
+    first = revisions(duo)[-1]
+    rolled = duo.ok("POST", f"{DEPLOYMENTS}/d1/rollback", json={"revision": first["uid"]})
+    history = revisions(duo)
+    assert len(history) == 3 and history[0]["active"] and history[0]["uid"] != first["uid"]
+    assert history[0]["config"] == first["config"]
+    assert rolled["latest_revision"]["targets"][0]["config"] == first["config"]
+
+
+def test_rollback_to_an_unknown_revision_is_404_and_changes_nothing(duo: Api) -> None:
+    create(duo)
+    body = duo.fails(404, "POST", f"{DEPLOYMENTS}/d1/rollback", json={"revision": "nope"})
+    assert "nope" in body["message"] and len(revisions(duo)) == 1
+
+
+def test_restore_brings_a_terminated_deployment_back(duo: Api) -> None:
+    create(duo)
+    duo.fails(409, "POST", f"{DEPLOYMENTS}/d1/restore")
+    duo.ok("POST", f"{DEPLOYMENTS}/d1/terminate")
+    restored = duo.ok("POST", f"{DEPLOYMENTS}/d1/restore")
+    assert restored["status"] == "deploying" and len(revisions(duo)) == 1

@@ -108,3 +108,7 @@ class DeploymentBody(Body):
 class CreateDeployment(DeploymentBody):
     name: str | None = None
     dev: bool | None = False
+
+
+class Rollback(Body):
+    revision: str = Field(min_length=1)

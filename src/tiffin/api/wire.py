@@ -158,3 +158,15 @@ def _revision(row: DeploymentRevision, strategy: str | None) -> Json:
         "status": "active",
         "targets": [target],
     }
+
+
+def revision_summary(row: DeploymentRevision, active: bool) -> Json:
+    """One entry of a deployment's history: who made it, when, with which bento and config."""
+    return {
+        "uid": row.uid,
+        "created_at": to_wire(row.created_at),
+        "creator": user(row.creator),
+        "bento": f"{row.artifact.repository.name}:{row.artifact.version}",
+        "config": row.config,
+        "active": active,
+    }

@@ -16,10 +16,13 @@ def _client_options(command: Any) -> Any:
 
 
 def _get(context: LoginContext, path: str, params: dict[str, str]) -> httpx.Response:
+    return _call(context, "GET", path, params=params)
+
+
+def _call(context: LoginContext, method: str, path: str, **kwargs: Any) -> httpx.Response:
     try:
-        response = httpx.get(
-            context.endpoint + path, params=params, headers={"X-YATAI-API-TOKEN": context.token}, timeout=30
-        )
+        headers = {"X-YATAI-API-TOKEN": context.token}
+        response = httpx.request(method, context.endpoint + path, headers=headers, timeout=30, **kwargs)
     except httpx.HTTPError as exc:
         raise click.ClickException(f"Could not reach Tiffin at {context.endpoint}: {exc}.") from None
     if response.status_code != 200:
@@ -34,22 +37,55 @@ def _message(response: httpx.Response) -> str:
         return f"Tiffin answered HTTP {response.status_code}."
 
 
+def _table(columns: tuple[str, ...], items: list[dict[str, Any]]) -> None:
+    rows = [[str(item.get(c) if item.get(c) is not None else "-") for c in columns] for item in items]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+@click.command()
+@click.argument("deployment")
+@_client_options
+def revisions(deployment: str, endpoint: str | None, api_token: str | None) -> None:
+    """List DEPLOYMENT's revisions, newest first; `*` marks the active one."""
+    items = _get(resolve(endpoint, api_token), f"/api/v2/deployments/{deployment}/revisions", {}).json()[
+        "items"
+    ]
+    for item in items:
+        item["active"] = "*" if item["active"] else ""
+        item["creator"] = item["creator"]["name"]
+    _table(("active", "uid", "created_at", "creator", "bento"), items)
+
+
+@click.command()
+@click.argument("deployment")
+@click.argument("revision")
+@_client_options
+def rollback(deployment: str, revision: str, endpoint: str | None, api_token: str | None) -> None:
+    """Roll DEPLOYMENT back to REVISION (a uid from `tiffin revisions`)."""
+    path = f"/api/v2/deployments/{deployment}/rollback"
+    _call(resolve(endpoint, api_token), "POST", path, json={"revision": revision})
+    click.echo(f"Deployment {deployment!r} is rolling back to revision {revision}.")
+
+
+@click.command()
+@click.argument("deployment")
+@_client_options
+def restore(deployment: str, endpoint: str | None, api_token: str | None) -> None:
+    """Bring a terminated DEPLOYMENT back with its latest revision."""
+    _call(resolve(endpoint, api_token), "POST", f"/api/v2/deployments/{deployment}/restore")
+    click.echo(f"Deployment {deployment!r} is being restored.")
+
+
 @click.command()
 @click.argument("deployment")
 @_client_options
 def replicas(deployment: str, endpoint: str | None, api_token: str | None) -> None:
     """Show the replicas of DEPLOYMENT: Service, state, restarts, PID, URL and last reason."""
-    items = _get(resolve(endpoint, api_token), f"/api/v2/deployments/{deployment}/replicas", {}).json()[
-        "items"
-    ]
-    rows = [
-        [str(item.get(column) if item.get(column) is not None else "-") for column in _REPLICA_COLUMNS]
-        for item in items
-    ]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(_REPLICA_COLUMNS)]
-    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(_REPLICA_COLUMNS, widths, strict=True)).rstrip())
-    for row in rows:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    path = f"/api/v2/deployments/{deployment}/replicas"
+    _table(_REPLICA_COLUMNS, _get(resolve(endpoint, api_token), path, {}).json()["items"])
 
 
 @click.command()

@@ -5,7 +5,7 @@ import sys
 import click
 
 from tiffin import __version__
-from tiffin.cli.deployments import logs, replicas
+from tiffin.cli.deployments import logs, replicas, restore, revisions, rollback
 from tiffin.core.errors import TiffinError
 from tiffin.core.settings import Settings
 from tiffin.server.serve import serve
@@ -18,8 +18,8 @@ def main() -> None:
     """Tiffin: a self-hosted cloud for BentoML services."""
 
 
-main.add_command(replicas)
-main.add_command(logs)
+for command in (replicas, logs, revisions, rollback, restore):
+    main.add_command(command)
 
 
 @main.command()

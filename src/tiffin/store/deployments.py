@@ -206,3 +206,29 @@ def mint_replica_token(
     spec = NewToken(replica_token_name(row.name), "Used by this deployment's replicas.", scopes, None)
     _, secret = create_token(session, creator, spec, now)
     row.replica_token_ciphertext = box.seal(secret)
+
+
+def list_revisions(session: Session, row: Deployment) -> list[DeploymentRevision]:
+    query = select(DeploymentRevision).where(DeploymentRevision.deployment_id == row.id)
+    return list(session.scalars(query.order_by(DeploymentRevision.id.desc())))
+
+
+def find_revision(session: Session, row: Deployment, uid: str) -> DeploymentRevision:
+    revision = session.scalar(
+        select(DeploymentRevision).where(
+            DeploymentRevision.deployment_id == row.id, DeploymentRevision.uid == uid
+        )
+    )
+    if revision is None:
+        raise NotFound(
+            f"Deployment {row.name!r} has no revision {uid!r}: run `tiffin revisions {row.name}` to see them."
+        )
+    return revision
+
+
+def restore(row: Deployment, now: datetime) -> None:
+    """Bring a terminated deployment's current revision back."""
+    if row.lifecycle != TERMINATED:
+        raise Conflict(f"Deployment {row.name!r} is not terminated, so there is nothing to restore.")
+    row.lifecycle = ACTIVE
+    row.status, row.status_message, row.updated_at = "deploying", "", now

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from tiffin.api import wire
 from tiffin.api.auth import Context, ReadCluster, WriteCluster
-from tiffin.api.bodies import CreateDeployment, DeploymentBody
+from tiffin.api.bodies import CreateDeployment, DeploymentBody, Rollback
 from tiffin.api.context import ApiContext
 from tiffin.api.deployment_requests import check_request, new_name, replica_scopes
 from tiffin.api.query import bool_param, filter_terms, int_param
@@ -118,6 +118,38 @@ def delete(name: str, principal: WriteCluster, context: Context) -> Json:
         body = _json(session, context, row)
         store.delete_deployment(session, row)
         return body
+
+
+@router.get("/{name}/revisions")
+def revisions(name: str, principal: ReadCluster, context: Context) -> Json:
+    """Every revision, newest first; `active` marks the one the deployment runs (or would run)."""
+    with context.db.session() as session:
+        row = store.find_deployment(session, principal.organization_id, name)
+        items = [
+            wire.revision_summary(r, r.id == row.current_revision_id)
+            for r in store.list_revisions(session, row)
+        ]
+    return {"items": items}
+
+
+@router.post("/{name}/rollback")
+def rollback(name: str, body: Rollback, principal: WriteCluster, context: Context) -> Json:
+    """A new revision equal to an earlier one, rolled out like any update."""
+    with context.db.session() as session:
+        user = session.get_one(User, principal.user_id)
+        row = store.find_deployment(session, principal.organization_id, name)
+        target = store.find_revision(session, row, body.revision)
+        store.add_revision(session, row, user, target.artifact, dict(target.config), context.clock.now())
+        return _json(session, context, row)
+
+
+@router.post("/{name}/restore")
+def restore(name: str, principal: WriteCluster, context: Context) -> Json:
+    """Bring a terminated deployment back with its latest revision (`bentoml deployment start` is broken)."""
+    with context.db.session() as session:
+        row = store.find_deployment(session, principal.organization_id, name)
+        store.restore(row, context.clock.now())
+        return _json(session, context, row)
 
 
 @router.get("/{name}/replicas")
