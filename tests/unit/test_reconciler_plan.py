@@ -91,12 +91,15 @@ def test_a_ready_replica_clears_the_failure_streak_but_keeps_the_restart_count()
     assert (health.restarts, health.consecutive_failures) == (1, 0)
 
 
-def test_a_new_revision_replaces_the_old_replicas() -> None:
+def test_recreate_stops_every_old_replica_before_starting_new_ones() -> None:
     world = World()
     world.step([desired(revision="rev1", replicas=2)])
     old = list(world.backend.started)
     actions = world.step([desired(revision="rev2", replicas=2)])
     assert {a.replica_id for a in actions if isinstance(a, Stop)} == set(old)
+    assert not [a for a in actions if isinstance(a, Start)]
+    world.backend.finish_stopping()
+    actions = world.step([desired(revision="rev2", replicas=2)])
     assert len([a for a in actions if isinstance(a, Start)]) == 2
     assert all(world.backend.specs[r].revision == "rev2" for r in world.backend.started[2:])
 

@@ -18,19 +18,20 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from tiffin.artifacts.storage import ArtifactStore
-from tiffin.backends.protocol import Backend, ReplicaStatus
+from tiffin.backends.protocol import Backend, ReplicaPhase, ReplicaStatus
 from tiffin.builder import Builder
 from tiffin.core.clock import Clock
 from tiffin.core.instance_types import InstanceType
 from tiffin.reconciler.builds import BuildTracker
 from tiffin.reconciler.desired import Wanted, read_wanted
-from tiffin.reconciler.plan import Action, DesiredService, Forget, RestartBook, Start, Stop, plan
+from tiffin.reconciler.draining import Drains
+from tiffin.reconciler.plan import Action, DesiredService, Forget, RestartBook, RollBack, Start, Stop, plan
 from tiffin.reconciler.routing import RouteInput, snapshot
 from tiffin.reconciler.specs import RuntimeContext, replica_template
 from tiffin.reconciler.status import Status, build_status, runtime_status, terminated_status
 from tiffin.routing.snapshot import RoutingSnapshot
 from tiffin.store.db import Database
-from tiffin.store.deployments import all_deployments
+from tiffin.store.deployments import all_deployments, roll_back
 from tiffin.store.models import Deployment, ReplicaRecord
 from tiffin.store.secret_box import SecretBox
 from tiffin.store.secrets import SecretStore
@@ -66,9 +67,12 @@ class Reconciler:
         self._book = RestartBook()
         self._monotonic = monotonic
         self._records: dict[str, tuple[object, ...]] = {}
+        self._drains = Drains()
 
     def step(self) -> RoutingSnapshot:
-        observed = self._deps.backend.observe()
+        now = self._monotonic()
+        actual = self._deps.backend.observe()
+        observed = self._drains.as_seen(actual)
         with self._deps.db.session() as session:
             rows = all_deployments(session)
             wanted = [
@@ -76,8 +80,8 @@ class Reconciler:
                 for r in rows
             ]
         decided = self._decide(wanted, observed)
-        actions, self._book = plan(decided.desired, observed, self._book, self._monotonic(), _replica_id)
-        self._act(actions)
+        actions, self._book = plan(decided.desired, observed, self._book, now, _replica_id)
+        self._act(actions, {r.replica_id: r for r in actual}, now)
         self._persist(rows, decided.statuses, observed)
         return snapshot(decided.routes, observed)
 
@@ -101,7 +105,10 @@ class Reconciler:
         build, built = self._builds.state(want.revision, want.build_request)
         waiting = build_status(build)
         if waiting is not None or built is None:
-            kept = [DesiredService(want.name, s.name, want.revision, s.replicas, None) for s in want.settings]
+            kept = [
+                DesiredService(want.name, s.name, want.revision, s.replicas, None, s.strategy)
+                for s in want.settings
+            ]
             return kept, waiting or Status("image-building")
         runtime = RuntimeContext(
             deployment=want.name,
@@ -117,26 +124,42 @@ class Reconciler:
             secrets=want.secrets,
         )
         services = [
-            DesiredService(want.name, s.name, want.revision, s.replicas, replica_template(runtime, s))
+            DesiredService(
+                want.name, s.name, want.revision, s.replicas, replica_template(runtime, s), s.strategy
+            )
             for s in want.settings
         ]
         notes = [MIN_ZERO_NOTE] if any(s.min_replicas == 0 for s in want.settings) else []
         return services, runtime_status(services, observed, self._book, notes)
 
-    def _act(self, actions: Sequence[Action]) -> None:
-        backend = self._deps.backend
+    def _act(self, actions: Sequence[Action], actual: dict[str, ReplicaStatus], now: float) -> None:
         for action in sorted(actions, key=lambda a: isinstance(a, Start)):
             try:
-                if isinstance(action, Forget):
-                    backend.forget(action.replica_id)
-                elif isinstance(action, Stop):
-                    log.info("stopping %s: %s", action.replica_id, action.reason)
-                    backend.stop(action.replica_id)
-                else:
-                    log.info("starting %s", action.spec.replica_id)
-                    backend.start(action.spec)
+                self._execute(action, actual, now)
             except Exception:
-                log.exception("the backend could not execute %s", action)
+                log.exception("could not execute %s", action)
+        for replica_id in self._drains.due(now):
+            log.info("stopping %s after draining", replica_id)
+            self._deps.backend.stop(replica_id)
+
+    def _execute(self, action: Action, actual: dict[str, ReplicaStatus], now: float) -> None:
+        backend = self._deps.backend
+        if isinstance(action, Forget):
+            backend.forget(action.replica_id)
+        elif isinstance(action, Stop):
+            replica = actual.get(action.replica_id)
+            log.info("removing %s: %s", action.replica_id, action.reason)
+            if replica is not None and replica.phase is ReplicaPhase.RUNNING:
+                self._drains.begin(action.replica_id, now)
+            else:
+                backend.stop(action.replica_id)
+        elif isinstance(action, RollBack):
+            log.warning("rolling %s back: %s", action.deployment, action.reason)
+            with self._deps.db.session() as session:
+                roll_back(session, action.deployment, action.reason, self._deps.clock.now())
+        else:
+            log.info("starting %s", action.spec.replica_id)
+            backend.start(action.spec)
 
     def _persist(
         self, rows: Sequence[Deployment], statuses: dict[str, Status], observed: Sequence[ReplicaStatus]

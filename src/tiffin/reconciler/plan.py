@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from tiffin.backends.protocol import ReplicaPhase, ReplicaSpec, ReplicaStatus
+from tiffin.reconciler.rollout import RAMP_PAUSE_S, Budget, budget
 
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 30.0
@@ -29,6 +30,12 @@ class DesiredService:
     revision: str
     replicas: int
     template: ReplicaSpec | None
+    strategy: str = "Recreate"
+    ramp_pause_s: float = RAMP_PAUSE_S
+
+    @property
+    def budget(self) -> Budget:
+        return budget(self.strategy, self.replicas, self.ramp_pause_s)
 
     @property
     def key(self) -> SlotKey:
@@ -51,7 +58,15 @@ class Forget:
     replica_id: str
 
 
-Action = Start | Stop | Forget
+@dataclass(frozen=True)
+class RollBack:
+    """Make the deployment's previous revision current again (BestEffortControlledRollout)."""
+
+    deployment: str
+    reason: str
+
+
+Action = Start | Stop | Forget | RollBack
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,8 @@ class SlotHealth:
     consecutive_failures: int = 0
     next_start_at: float = 0.0
     last_reason: str = ""
+    paused_until: float = 0.0
+    failing_revision: str = ""  # the revision the failure streak belongs to
 
 
 @dataclass(frozen=True)
@@ -82,12 +99,17 @@ def plan(
     now: float,
     new_replica_id: Callable[[DesiredService], str],
 ) -> tuple[list[Action], RestartBook]:
-    wanted = {(d.deployment, d.service, d.revision): d for d in desired}
+    slots = {d.key for d in desired}
     actions: list[Action] = []
     book = _record_outcomes(observed, book, now, actions)
-    actions += _stop_unwanted(observed, wanted)
+    actions += _stop_unwanted(observed, slots)
     for service in desired:
-        actions += _scale(service, _live(observed, service), book.health(service.key), now, new_replica_id)
+        new, old = _live(observed, service), _older(observed, service)
+        if old:
+            rolled, book = _roll(service, new, old, _failed_new(observed, service), book, now, new_replica_id)
+            actions += rolled
+        else:
+            actions += _scale(service, new, book.health(service.key), now, new_replica_id)
     return actions, book
 
 
@@ -100,26 +122,116 @@ def _record_outcomes(
         health = book.health(key)
         if replica.phase is ReplicaPhase.FAILED:
             actions.append(Forget(replica.replica_id))
-            book = book.with_health(key, _failed(health, replica.reason, now))
-        elif replica.phase is ReplicaPhase.RUNNING and health.consecutive_failures:
+            book = book.with_health(key, _failed(health, replica, now))
+        elif _ends_streak(replica, health):
             book = book.with_health(key, replace(health, consecutive_failures=0))
     return book
 
 
-def _failed(health: SlotHealth, reason: str, now: float) -> SlotHealth:
-    failures = health.consecutive_failures + 1
+def _ends_streak(replica: ReplicaStatus, health: SlotHealth) -> bool:
+    """A ready replica of the failing revision ends its streak; other revisions' replicas do not."""
+    return (
+        replica.phase is ReplicaPhase.RUNNING
+        and health.consecutive_failures > 0
+        and replica.revision == health.failing_revision
+    )
+
+
+def _failed(health: SlotHealth, replica: ReplicaStatus, now: float) -> SlotHealth:
+    same = replica.revision == health.failing_revision
+    failures = health.consecutive_failures + 1 if same else 1
     delay = min(BACKOFF_FIRST_S * 2 ** (failures - 1), BACKOFF_MAX_S)
-    return SlotHealth(health.restarts + 1, failures, now + delay, reason or "exited")
+    return SlotHealth(
+        health.restarts + 1,
+        failures,
+        now + delay,
+        replica.reason or "exited",
+        health.paused_until,
+        replica.revision,
+    )
 
 
-def _stop_unwanted(
-    observed: Sequence[ReplicaStatus], wanted: dict[tuple[str, str, str], DesiredService]
-) -> list[Action]:
+def _stop_unwanted(observed: Sequence[ReplicaStatus], slots: set[SlotKey]) -> list[Action]:
     return [
-        Stop(r.replica_id, "not part of the current revision")
+        Stop(r.replica_id, "no longer deployed")
         for r in observed
-        if r.phase in LIVE and (r.deployment, r.service, r.revision) not in wanted
+        if r.phase in LIVE and (r.deployment, r.service) not in slots
     ]
+
+
+def _older(observed: Sequence[ReplicaStatus], service: DesiredService) -> list[ReplicaStatus]:
+    return [
+        r
+        for r in observed
+        if r.phase in LIVE and (r.deployment, r.service) == service.key and r.revision != service.revision
+    ]
+
+
+def _failed_new(observed: Sequence[ReplicaStatus], service: DesiredService) -> list[ReplicaStatus]:
+    return [
+        r
+        for r in observed
+        if r.phase is ReplicaPhase.FAILED
+        and (r.deployment, r.service, r.revision) == (service.deployment, service.service, service.revision)
+    ]
+
+
+def _roll(
+    service: DesiredService,
+    new: list[ReplicaStatus],
+    old: list[ReplicaStatus],
+    failed_new: list[ReplicaStatus],
+    book: RestartBook,
+    now: float,
+    new_replica_id: Callable[[DesiredService], str],
+) -> tuple[list[Action], RestartBook]:
+    """One step of replacing `old` replicas by ones of the current revision, within the budget."""
+    budget = service.budget
+    if budget.roll_back_on_failure and failed_new:
+        reason = f"a replica of Service {service.service} failed ({failed_new[0].reason or 'exited'})"
+        return [RollBack(service.deployment, reason)], book
+    if budget.recreate:
+        return [Stop(r.replica_id, "Recreate: old replicas go before new ones start") for r in old], book
+    stops = _old_to_stop(service, new, old)
+    health = book.health(service.key)
+    if budget.pause_s and any(r.phase is ReplicaPhase.RUNNING for r in old if r.replica_id in _ids(stops)):
+        health = replace(health, paused_until=now + budget.pause_s)
+        book = book.with_health(service.key, health)
+    room = service.replicas + budget.max_surge - (len(new) + len(old) - len(stops))
+    count = min(service.replicas - len(new), room)
+    starts = [] if now < health.paused_until else _starts(service, count, health, now, new_replica_id)
+    return [*stops, *starts], book
+
+
+def _old_to_stop(service: DesiredService, new: list[ReplicaStatus], old: list[ReplicaStatus]) -> list[Stop]:
+    """Old replicas that serve nothing go at once; ready ones only while enough replicas stay ready."""
+    ready_old = [r for r in old if r.phase is ReplicaPhase.RUNNING]
+    new_ready = sum(r.phase is ReplicaPhase.RUNNING for r in new)
+    floor = service.replicas - service.budget.max_unavailable
+    removable = len(ready_old) if new_ready >= service.replicas else len(ready_old) + new_ready - floor
+    stops = [
+        Stop(r.replica_id, "not serving; replaced by the new revision") for r in old if r not in ready_old
+    ]
+    return stops + [
+        Stop(r.replica_id, "replaced by the new revision") for r in ready_old[: max(0, removable)]
+    ]
+
+
+def _starts(
+    service: DesiredService,
+    count: int,
+    health: SlotHealth,
+    now: float,
+    new_replica_id: Callable[[DesiredService], str],
+) -> list[Action]:
+    if count <= 0 or service.template is None or now < health.next_start_at:
+        return []
+    template = service.template
+    return [Start(replace(template, replica_id=new_replica_id(service))) for _ in range(count)]
+
+
+def _ids(actions: Sequence[Stop]) -> set[str]:
+    return {a.replica_id for a in actions}
 
 
 def _live(observed: Sequence[ReplicaStatus], service: DesiredService) -> list[ReplicaStatus]:
@@ -140,10 +252,7 @@ def _scale(
 ) -> list[Action]:
     missing = service.replicas - len(live)
     if missing > 0:
-        if service.template is None or now < health.next_start_at:
-            return []
-        template = service.template
-        return [Start(replace(template, replica_id=new_replica_id(service))) for _ in range(missing)]
+        return _starts(service, missing, health, now, new_replica_id)
     surplus = sorted(live, key=_stop_order)[: -missing or None] if missing < 0 else []
     return [Stop(r.replica_id, "scaled down") for r in surplus]
 

@@ -55,13 +55,24 @@ def runtime_status(
         ready = sum(r.phase is ReplicaPhase.RUNNING for r in mine)
         health = book.health(service.key)
         if ready == 0 and health.consecutive_failures >= UNHEALTHY_AFTER_FAILURES:
-            return Status(
-                "unhealthy",
-                f"Service {service.service} keeps failing ({health.restarts} restarts): {health.last_reason}",
-            )
+            return Status("unhealthy", _failing(service, health.restarts, health.last_reason, observed))
         if ready < service.replicas:
             return Status("deploying", _waiting(service, mine, ready))
     return Status("running", " ".join(notes))
+
+
+def _failing(service: DesiredService, restarts: int, reason: str, observed: Sequence[ReplicaStatus]) -> str:
+    message = f"Service {service.service} keeps failing ({restarts} restarts): {reason}"
+    old_ready = sum(
+        r.phase is ReplicaPhase.RUNNING
+        and (r.deployment, r.service) == service.key
+        and r.revision != service.revision
+        for r in observed
+    )
+    if old_ready:
+        serving = f"the previous revision keeps serving ({old_ready} replicas)"
+        return f"Rollout stuck: {message}; {serving}: roll back or fix it."
+    return message
 
 
 def _waiting(service: DesiredService, mine: Sequence[ReplicaStatus], ready: int) -> str:

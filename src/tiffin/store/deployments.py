@@ -232,3 +232,20 @@ def restore(row: Deployment, now: datetime) -> None:
         raise Conflict(f"Deployment {row.name!r} is not terminated, so there is nothing to restore.")
     row.lifecycle = ACTIVE
     row.status, row.status_message, row.updated_at = "deploying", "", now
+
+
+def roll_back(session: Session, name: str, reason: str, now: datetime) -> None:
+    """Make the revision before the current one current again, as a new revision, saying why."""
+    row = session.scalar(select(Deployment).where(Deployment.name == name))
+    if row is None or row.current_revision_id is None:
+        return
+    previous = session.scalar(
+        select(DeploymentRevision)
+        .where(DeploymentRevision.deployment_id == row.id, DeploymentRevision.id < row.current_revision_id)
+        .order_by(DeploymentRevision.id.desc())
+        .limit(1)
+    )
+    if previous is None:
+        return
+    add_revision(session, row, row.creator, previous.artifact, dict(previous.config), now)
+    row.status_message = f"Rolled back to revision {previous.uid}: {reason}."
