@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -721,3 +721,215 @@ async def test_idle_client_connections_are_closed(
         writer.close()
     finally:
         await gateway.close()
+
+
+# --- holding requests while a Service has no ready replica ----------------------------------------------
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until `check()` holds (the gateway acts in its callbacks), failing after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.002)
+
+
+def with_ready(route: DeploymentRoute, ready: Mapping[str, Iterable[Replica]]) -> DeploymentRoute:
+    """`route` (same ports, same hold_s) with these Services' replicas ready."""
+    services = {
+        name: replace(service, endpoints=tuple(r.url for r in ready[name])) if name in ready else service
+        for name, service in route.services.items()
+    }
+    return replace(route, services=services)
+
+
+async def test_a_held_request_is_forwarded_once_an_apply_publishes_a_replica(
+    gateway: Gateway, client: httpx.AsyncClient, replicas: Callable[[str], Awaitable[Replica]]
+) -> None:
+    api = await replicas("api")
+    shop = deployment("shop", {"Api": []}, status="deploying", hold_s=5)
+    await gateway.apply(snapshot(shop))
+    body = os.urandom(1000)
+
+    pending = asyncio.create_task(client.post(url(shop.port, "/predict"), content=body))
+    await eventually(lambda: gateway.waiting == 1)
+    assert not pending.done()  # held: no answer before the apply
+    await gateway.apply(snapshot(with_ready(shop, {"Api": [api]})))
+    response = await asyncio.wait_for(pending, 10)
+
+    assert response.status_code == 200
+    assert response.json()["replica"] == "api"
+    assert api.seen[0].body == body  # the body that arrived while it waited was kept
+    assert gateway.waiting == 0
+
+
+async def test_a_held_streamed_body_passes_intact(
+    gateway: Gateway, client: httpx.AsyncClient, replicas: Callable[[str], Awaitable[Replica]]
+) -> None:
+    api = await replicas("api")
+    shop = deployment("shop", {"Api": []}, hold_s=5)
+    await gateway.apply(snapshot(shop))
+    upload = os.urandom(2 * MiB)  # more than the gateway reads ahead: the client is held back meanwhile
+
+    pending = asyncio.create_task(client.put(url(shop.port, "/upload"), content=upload))
+    await eventually(lambda: gateway.waiting == 1)
+    assert not pending.done()
+    await gateway.apply(snapshot(with_ready(shop, {"Api": [api]})))
+    response = await asyncio.wait_for(pending, 10)
+
+    assert response.json()["sha256"] == hashlib.sha256(upload).hexdigest()
+
+
+async def test_an_internal_port_holds_requests_for_its_own_service(
+    gateway: Gateway, client: httpx.AsyncClient, replicas: Callable[[str], Awaitable[Replica]]
+) -> None:
+    api, model = await replicas("api"), await replicas("model")
+    shop = deployment("shop", {"Api": [api], "Model": []}, hold_s=5)
+    await gateway.apply(snapshot(shop))
+
+    assert (await client.get(url(shop.port))).json()["replica"] == "api"  # the entry Service is ready
+    pending = asyncio.create_task(client.post(url(shop.services["Model"].internal_port, "/embed"), json={}))
+    await eventually(lambda: gateway.waiting == 1)
+    assert not pending.done()
+    await gateway.apply(snapshot(with_ready(shop, {"Model": [model]})))
+
+    assert (await asyncio.wait_for(pending, 10)).json()["replica"] == "model"
+
+
+async def test_held_requests_are_served_in_arrival_order_through_the_balancer(
+    gateway: Gateway, client: httpx.AsyncClient, replicas: Callable[[str], Awaitable[Replica]]
+) -> None:
+    first, second = await replicas("first"), await replicas("second")
+    shop = deployment("shop", {"Api": []}, hold_s=5)
+    await gateway.apply(snapshot(shop))
+
+    pending: list[asyncio.Task[httpx.Response]] = []
+    for n in range(4):
+        pending.append(asyncio.create_task(client.get(url(shop.port, f"/{n}"))))
+        await eventually(lambda: gateway.waiting == len(pending))
+    await gateway.apply(snapshot(shop))  # an apply without a replica: they wait on
+    assert gateway.waiting == 4
+    assert not any(task.done() for task in pending)
+    await gateway.apply(snapshot(with_ready(shop, {"Api": [first, second]})))
+    responses = await asyncio.wait_for(asyncio.gather(*pending), 10)
+
+    assert [r.json()["path"] for r in responses] == ["/0", "/1", "/2", "/3"]
+    assert [r.json()["replica"] for r in responses] == ["first", "second", "first", "second"]
+    assert gateway.waiting == 0
+
+
+async def test_a_held_request_gets_503_retry_after_once_its_bound_passes(
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
+    shop = deployment(
+        "shop", {"Api": []}, status="deploying", message="Deployment shop is starting.", hold_s=0.2
+    )
+    await gateway.apply(snapshot(shop))
+    loop = asyncio.get_running_loop()
+
+    started = loop.time()
+    response = await client.post(url(shop.port, "/predict"), json={"x": 1})
+    waited = loop.time() - started
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json() == {"message": "Deployment shop is starting."}
+    assert 0.15 <= waited < 5
+    assert gateway.waiting == 0
+    assert (await client.get(url(shop.port))).status_code == 503  # the connection stayed usable
+
+
+async def test_a_protected_route_refuses_a_request_without_a_valid_token_before_holding_it(
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
+    shop = deployment("shop", {"Api": []}, protected=True, hold_s=5)
+    await gateway.apply(snapshot(shop))
+    loop = asyncio.get_running_loop()
+
+    started = loop.time()
+    missing = await client.get(url(shop.port))
+    invalid = await client.get(url(shop.port), headers={"Authorization": "Bearer nope"})
+    waited = loop.time() - started
+
+    assert (missing.status_code, invalid.status_code) == (401, 401)
+    assert waited < 2.5  # far below hold_s: answered at once
+    assert gateway.waiting == 0
+
+
+async def test_a_protected_route_holds_a_request_with_a_valid_token(
+    gateway: Gateway, client: httpx.AsyncClient, replicas: Callable[[str], Awaitable[Replica]]
+) -> None:
+    api = await replicas("api")
+    shop = deployment("shop", {"Api": []}, protected=True, hold_s=5)
+    await gateway.apply(snapshot(shop))
+
+    pending = asyncio.create_task(client.get(url(shop.port), headers={"Authorization": "Bearer mine"}))
+    await eventually(lambda: gateway.waiting == 1)
+    await gateway.apply(snapshot(with_ready(shop, {"Api": [api]})))
+
+    assert (await asyncio.wait_for(pending, 10)).status_code == 200
+
+
+async def test_a_terminated_route_answers_503_at_once_even_with_hold_s(
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
+    shop = deployment("shop", {"Api": []}, status="terminated", hold_s=5)
+    await gateway.apply(snapshot(shop))
+    loop = asyncio.get_running_loop()
+
+    started = loop.time()
+    response = await client.get(url(shop.port))
+
+    assert loop.time() - started < 2.5
+    assert response.status_code == 503
+    assert response.json() == {"message": "Deployment shop is terminated: restore it to serve traffic."}
+    assert gateway.waiting == 0
+
+
+async def test_a_held_request_whose_client_leaves_is_forgotten(
+    gateway: Gateway, replicas: Callable[[str], Awaitable[Replica]]
+) -> None:
+    api = await replicas("api")
+    shop = deployment("shop", {"Api": []}, hold_s=5)
+    await gateway.apply(snapshot(shop))
+    _, writer = await asyncio.open_connection("127.0.0.1", shop.port)
+    writer.write(b"GET /gone HTTP/1.1\r\nHost: x\r\n\r\n")
+    await eventually(lambda: gateway.waiting == 1)
+
+    writer.close()
+    await writer.wait_closed()
+    await eventually(lambda: gateway.waiting == 0)
+    await gateway.apply(snapshot(with_ready(shop, {"Api": [api]})))
+
+    assert api.seen == []  # nothing was forwarded for the departed client
+
+
+async def test_deleting_the_deployment_answers_held_requests_503(
+    gateway: Gateway, client: httpx.AsyncClient
+) -> None:
+    shop = deployment("shop", {"Api": [], "Model": []}, hold_s=5)
+    await gateway.apply(snapshot(shop))
+    public = asyncio.create_task(client.get(url(shop.port)))
+    internal = asyncio.create_task(client.get(url(shop.services["Model"].internal_port)))
+    await eventually(lambda: gateway.waiting == 2)
+
+    await gateway.apply(snapshot())
+    responses = await asyncio.wait_for(asyncio.gather(public, internal), 2.5)  # well before hold_s
+
+    assert [r.status_code for r in responses] == [503, 503]
+    assert all("stopped being served" in r.json()["message"] for r in responses)
+    assert gateway.waiting == 0
+
+
+async def test_close_answers_held_requests(tokens: Tokens, client: httpx.AsyncClient) -> None:
+    gateway = Gateway("127.0.0.1", tokens.check, GatewaySettings(close_grace_s=30))
+    shop = deployment("shop", {"Api": []}, hold_s=30)
+    await gateway.apply(snapshot(shop))
+    pending = asyncio.create_task(client.get(url(shop.port)))
+    await eventually(lambda: gateway.waiting == 1)
+
+    await asyncio.wait_for(gateway.close(), 5)  # neither hold_s nor the grace period is waited out
+    response = await asyncio.wait_for(pending, 5)
+
+    assert response.status_code == 503
+    assert response.headers["connection"] == "close"
+    assert gateway.waiting == 0

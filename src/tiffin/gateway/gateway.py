@@ -3,7 +3,8 @@
 It runs inside the caller's event loop (the one uvicorn runs Tiffin's API in), so the embedded mode
 stays one process. `apply()` swaps the whole compiled table in one assignment, so each request sees
 one consistent snapshot; listeners follow the table (new ports opened, removed ports closed with their
-in-flight requests allowed to finish). A once-a-second sweep closes idle connections on both sides.
+in-flight requests allowed to finish), and requests held for a ready replica are decided again, oldest
+first. A once-a-second sweep closes idle connections on both sides.
 """
 
 import asyncio
@@ -11,6 +12,7 @@ import contextlib
 
 from tiffin.gateway.auth import TokenCache, TokenCheck
 from tiffin.gateway.context import GatewayContext
+from tiffin.gateway.holds import Holds
 from tiffin.gateway.listeners import Listeners
 from tiffin.gateway.settings import GatewaySettings
 from tiffin.gateway.table import RouteTable, compile_table
@@ -28,7 +30,8 @@ class Gateway:
         self._settings = settings or GatewaySettings()
         tokens = TokenCache(check_token, self._settings.token_ttl_s, self._settings.invalid_token_ttl_s)
         advertised = "127.0.0.1" if host in _WILDCARD_HOSTS else host
-        self._context = GatewayContext(RouteTable({}, {}), tokens, self._settings, advertised)
+        self._holds = Holds()
+        self._context = GatewayContext(RouteTable({}, {}), tokens, self._settings, advertised, self._holds)
         self._listeners = Listeners(host, self._context)
         self._endpoints = Endpoints()
         self._sweeper: asyncio.Task[None] | None = None
@@ -39,6 +42,11 @@ class Gateway:
         """The ports listening now (a port that could not be bound is missing until a later apply)."""
         return self._listeners.ports
 
+    @property
+    def waiting(self) -> int:
+        """How many requests are held now, waiting for a ready replica of their Service."""
+        return self._holds.waiting
+
     async def apply(self, snapshot: RoutingSnapshot) -> None:
         """Serve `snapshot` from now on; raises ValueError, changing nothing, if it is inconsistent."""
         async with self._applying:
@@ -46,18 +54,22 @@ class Gateway:
             self._context.table = table
             self._endpoints.replace(dict(table.endpoints))
             self._listeners.close_except(table.routes)
+            self._holds.wake(table.routes)
             await self._listeners.open(table.routes)
             if self._sweeper is None:
                 self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     async def close(self) -> None:
-        """Stop listening, let in-flight requests finish (up to the grace period), drop pooled connections."""
+        """Stop listening, answer held requests (503), let in-flight requests finish (up to the grace
+        period), drop pooled connections."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
-        await self._listeners.close(self._settings.close_grace_s)
+        self._listeners.stop()
+        self._holds.release()  # after stop(): the 503s close their connections, nothing new is held
+        await self._listeners.finish(self._settings.close_grace_s)
         self._endpoints.close()
 
     async def _sweep(self) -> None:

@@ -97,12 +97,16 @@ class Listeners:
             listener.close_idle_since(before)
         self._closing = {listener for listener in self._closing if listener.sessions}
 
-    async def close(self, grace_s: float) -> None:
-        listeners = [*self._open.values(), *self._closing]
+    def stop(self) -> None:
+        """Stop accepting on every port: idle connections close now, busy ones after their request."""
+        self._closing.update(self._open.values())
         self._open.clear()
-        for listener in listeners:
+        for listener in self._closing:
             listener.close()
-        await asyncio.gather(*(listener.finish(grace_s) for listener in listeners))
+
+    async def finish(self, grace_s: float) -> None:
+        """After `stop()`: wait up to `grace_s` for in-flight requests, then cut off what remains."""
+        await asyncio.gather(*(listener.finish(grace_s) for listener in self._closing))
 
     async def _open_one(self, port: int) -> None:
         listener = Listener(port, self._context)

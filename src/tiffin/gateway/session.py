@@ -2,12 +2,15 @@
 
 The route is looked up per request in the table current at that moment, so `apply()` takes effect on
 kept-alive connections too. Only a token the cache has no answer for makes a request wait for a
-coroutine; everything else is decided in the callback that delivered the head. Protocol errors get a
-JSON 4xx; a bug closes the connection after being logged, never a traceback page.
+coroutine; everything else is decided in the callback that delivered the head. A request for a Service
+with no ready replica may be held (see `holds`) and decided again at each `apply()`; meanwhile the
+connection is read no further than for any request in flight. Protocol errors get a JSON 4xx; a bug
+closes the connection after being logged, never a traceback page.
 """
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Protocol
 
 from tiffin.gateway.auth import CHECK_FAILED, Lookup, Scopes, TokenToCheck, Unknown
@@ -15,7 +18,7 @@ from tiffin.gateway.conn import Side
 from tiffin.gateway.context import GatewayContext
 from tiffin.gateway.exchange import Exchange
 from tiffin.gateway.framing import Framer, Length, request_framer
-from tiffin.gateway.gate import local_reply
+from tiffin.gateway.gate import NotReady, local_reply, no_longer_served, not_ready
 from tiffin.gateway.headers import wants_close
 from tiffin.gateway.http1 import HttpError, RequestHead, parse_request
 from tiffin.gateway.replies import CONTINUE, Reply, message, render
@@ -36,6 +39,16 @@ class Listening(Protocol):
     def forget(self, session: "ClientSession") -> None: ...
 
 
+@dataclass(slots=True)
+class Held:
+    """A request waiting for a ready replica of its route's Service, until `deadline` (loop clock)."""
+
+    request: RequestHead
+    framer: Framer
+    route: Route
+    deadline: float
+
+
 class ClientSession(Side):
     def __init__(self, context: GatewayContext, listener: Listening) -> None:
         super().__init__()
@@ -49,6 +62,7 @@ class ClientSession(Side):
         self._deciding: asyncio.Task[None] | None = None
         self._collecting: tuple[RequestHead, Framer, ServiceTarget] | None = None
         self._discarding: Framer | None = None
+        self._held: Held | None = None  # set while the request is in the gateway's holds
         self._serving = False
 
     # connection events
@@ -92,6 +106,9 @@ class ClientSession(Side):
             exchange.cancel()
         if self._deciding is not None:
             self._deciding.cancel()
+        if self._held is not None:
+            self._held = None
+            self._context.holds.drop(self._listener.port, self)
         self.abort()
 
     # requests
@@ -126,18 +143,34 @@ class ClientSession(Side):
         route = self._context.table.routes.get(self._listener.port)
         self._decide(request, framer, route, self._context.tokens.lookup)
 
-    def _decide(self, request: RequestHead, framer: Framer, route: Route | None, lookup: Lookup) -> None:
+    def _decide(
+        self,
+        request: RequestHead,
+        framer: Framer,
+        route: Route | None,
+        lookup: Lookup,
+        deadline: float | None = None,
+    ) -> None:
+        """`deadline`: until when a request held before may still wait for a replica."""
         context = self._context
         outcome = local_reply(request, route, self._listener.port, lookup, context.advertised_host)
-        if isinstance(outcome, TokenToCheck):
-            self._deciding = self._loop.create_task(self._check(request, framer, route, outcome.token))
-        elif outcome is not None:
-            self._answer(request, framer, outcome)
-        else:
+        if outcome is None:
             assert route is not None
             self._forward(request, framer, route.target)
+        elif isinstance(outcome, Reply):
+            self._answer(request, framer, outcome)
+        elif isinstance(outcome, TokenToCheck):
+            check = self._check(request, framer, route, outcome.token, deadline)
+            self._deciding = self._loop.create_task(check)
+        else:
+            assert route is not None and outcome is NotReady.HOLD
+            if deadline is None:
+                deadline = self._loop.time() + route.deployment.hold_s
+            self._hold(Held(request, framer, route, deadline))
 
-    async def _check(self, request: RequestHead, framer: Framer, route: Route | None, token: str) -> None:
+    async def _check(
+        self, request: RequestHead, framer: Framer, route: Route | None, token: str, deadline: float | None
+    ) -> None:
         """Ask the store about a token the cache does not know, then decide as usual."""
         tokens = self._context.tokens
         try:
@@ -153,7 +186,37 @@ class ClientSession(Side):
             return scopes if other == token else tokens.lookup(other)
 
         if not self.lost:
-            self.guard(lambda: self._decide(request, framer, route, lookup))
+            self.guard(lambda: self._decide(request, framer, route, lookup, deadline))
+
+    # waiting for a ready replica
+
+    def _hold(self, held: Held) -> None:
+        """Wait for an `apply()` that publishes a replica; read nothing more from the client meanwhile."""
+        if self._listener.closing:
+            self._answer(held.request, held.framer, no_longer_served(held.route))
+            return
+        self._held = held
+        self._context.holds.add(self._listener.port, self, held.deadline)
+
+    def on_route(self, route: Route | None) -> None:
+        """A new table: decide again with the route the port serves now (see `holds.Waiter`)."""
+        held, self._held = self._held, None
+        if held is not None:
+            self.guard(lambda: self._resume(held, route))
+
+    def _resume(self, held: Held, route: Route | None) -> None:
+        if route is None or not _same_service(route, held.route):
+            self._answer(held.request, held.framer, no_longer_served(held.route))
+        else:
+            self._decide(held.request, held.framer, route, self._context.tokens.lookup, held.deadline)
+
+    def on_expired(self) -> None:
+        """No replica became ready within the route's bound: the usual 503 with Retry-After."""
+        held, self._held = self._held, None
+        if held is not None:
+            self.guard(lambda: self._answer(held.request, held.framer, not_ready(held.route)))
+
+    # forwarding
 
     def _forward(self, request: RequestHead, framer: Framer, target: ServiceTarget) -> None:
         limit = self._context.settings.buffered_body_bytes
@@ -182,8 +245,13 @@ class ClientSession(Side):
             self.write(CONTINUE)
 
     def _answer(self, request: RequestHead, framer: Framer, reply: Reply) -> None:
-        """Send a local reply; keep the connection only when the request body can be read past."""
-        keep = request.minor == 1 and not wants_close(request.fields, request.minor)
+        """Send a local reply; keep the connection only when the request body can be read past (and the
+        port is not closing)."""
+        keep = (
+            request.minor == 1
+            and not wants_close(request.fields, request.minor)
+            and not self._listener.closing
+        )
         waits_for_continue = b"100-continue" in request.fields.tokens(b"expect") and not self.buffer
         if not framer.done and waits_for_continue:
             keep = False
@@ -220,3 +288,8 @@ class ClientSession(Side):
         self.busy, self.idle_since = False, self._loop.time()
         if self.buffer:
             self._serve()
+
+
+def _same_service(route: Route, old: Route) -> bool:
+    """Whether the port still serves the deployment and Service a held request was sent to."""
+    return route.deployment.name == old.deployment.name and route.target.service == old.target.service

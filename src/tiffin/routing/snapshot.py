@@ -24,6 +24,7 @@ class DeploymentRoute:
     protected: bool = False  # requires `Authorization: Bearer <token>` with protected_endpoint scope
     status: str = "running"  # e.g. "terminated": the gateway answers with a clear error instead
     message: str = ""  # why traffic cannot be served, when there is no ready replica
+    hold_s: float = 0.0  # how long a request may wait for a ready replica (0: answer 503 at once)
 
 
 @dataclass(frozen=True)
