@@ -137,3 +137,21 @@ def test_deleting_a_deployment_stops_its_replicas(harness: Harness) -> None:
     snapshot = harness.step_until(lambda _: len(harness.backend.stopped) == 2, "both stopped")
     assert "d1" not in snapshot.deployments
     assert not harness.backend.of(ReplicaPhase.STARTING)
+
+
+def test_a_replica_that_never_gets_ready_is_stopped_after_the_cold_start_timeout(harness: Harness) -> None:
+    harness.step_until(lambda _: len(harness.backend.started) == 2, "two replicas started")
+    first = harness.backend.started[0]
+    harness.backend.set_ready(harness.backend.started[1])
+    harness.reconciler.step()  # first seen starting now
+    harness.now += 119.0
+    harness.reconciler.step()
+    assert first not in harness.backend.stopped
+    harness.now += 2.0
+    harness.reconciler.step()
+    assert first in harness.backend.stopped, "overdue: stopped, not left starting forever"
+    records = {r["replica"]: r for r in harness.api.ok("GET", f"{DEPLOYMENTS}/d1/replicas")["items"]}
+    assert "not ready after 120 s" in records[first]["reason"]
+    harness.backend.finish_stopping()
+    harness.now += 1.0
+    harness.step_until(lambda _: len(harness.backend.started) == 3, "a replacement")

@@ -21,11 +21,13 @@ from tiffin.artifacts.storage import ArtifactStore
 from tiffin.backends.protocol import Backend, ReplicaPhase, ReplicaStatus
 from tiffin.builder import Builder
 from tiffin.core.clock import Clock
+from tiffin.core.deployment_config import ServiceSettings
 from tiffin.core.instance_types import InstanceType
 from tiffin.reconciler.builds import BuildTracker
 from tiffin.reconciler.desired import Wanted, read_wanted
 from tiffin.reconciler.draining import Drains
 from tiffin.reconciler.plan import Action, DesiredService, Forget, RestartBook, RollBack, Start, Stop, plan
+from tiffin.reconciler.readiness import DEFAULT_READY_TIMEOUT_S, ReadinessDeadlines
 from tiffin.reconciler.routing import RouteInput, snapshot
 from tiffin.reconciler.specs import RuntimeContext, replica_template
 from tiffin.reconciler.status import Status, build_status, runtime_status, terminated_status
@@ -58,6 +60,7 @@ class _Decided:
     desired: list[DesiredService]
     routes: list[RouteInput]
     statuses: dict[str, Status]
+    ready_timeouts: dict[tuple[str, str, str], float]
 
 
 class Reconciler:
@@ -68,6 +71,7 @@ class Reconciler:
         self._monotonic = monotonic
         self._records: dict[str, tuple[object, ...]] = {}
         self._drains = Drains()
+        self._deadlines = ReadinessDeadlines()
 
     def step(self) -> RoutingSnapshot:
         now = self._monotonic()
@@ -80,6 +84,7 @@ class Reconciler:
                 for r in rows
             ]
         decided = self._decide(wanted, observed)
+        observed = self._deadlines.as_seen(observed, decided.ready_timeouts, now)
         actions, self._book = plan(decided.desired, observed, self._book, now, _replica_id)
         self._act(actions, {r.replica_id: r for r in actual}, now)
         self._persist(rows, decided.statuses, observed)
@@ -89,13 +94,16 @@ class Reconciler:
         desired: list[DesiredService] = []
         routes: list[RouteInput] = []
         statuses: dict[str, Status] = {}
+        timeouts: dict[tuple[str, str, str], float] = {}
         for want in wanted:
+            for settings in want.settings:
+                timeouts[(want.name, settings.name, want.revision)] = _cold_start(settings)
             mine = [r for r in observed if r.deployment == want.name]
             services, status = self._desired_of(want, mine)
             desired += services
             statuses[want.name] = status
             routes.append(_route_input(want, status))
-        return _Decided(desired, routes, statuses)
+        return _Decided(desired, routes, statuses, timeouts)
 
     def _desired_of(
         self, want: Wanted, observed: Sequence[ReplicaStatus]
@@ -145,7 +153,10 @@ class Reconciler:
     def _execute(self, action: Action, actual: dict[str, ReplicaStatus], now: float) -> None:
         backend = self._deps.backend
         if isinstance(action, Forget):
-            backend.forget(action.replica_id)
+            if self._deadlines.overdue(action.replica_id):
+                backend.stop(action.replica_id)  # still running, only judged failed
+            else:
+                backend.forget(action.replica_id)
         elif isinstance(action, Stop):
             replica = actual.get(action.replica_id)
             log.info("removing %s: %s", action.replica_id, action.reason)
@@ -227,6 +238,11 @@ class Reconciler:
         self._builds.close()
 
 
+def _cold_start(settings: ServiceSettings) -> float:
+    timeout = settings.cold_start_timeout
+    return float(timeout) if timeout else DEFAULT_READY_TIMEOUT_S
+
+
 def _replica_id(service: DesiredService) -> str:
     return f"{service.deployment}-{service.service.lower()}-{service.revision[:6]}-{secrets.token_hex(2)}"
 
@@ -236,7 +252,9 @@ def _status_changed(row: Deployment, status: Status | None) -> bool:
 
 
 def _route_input(want: Wanted, status: Status) -> RouteInput:
+    entry = next((s for s in want.settings if s.name == want.entry_service), None) if want.manifest else None
     return RouteInput(
+        hold_s=_cold_start(entry) if entry else 0.0,
         name=want.name,
         port=want.port,
         entry_service=want.entry_service if want.manifest else "",

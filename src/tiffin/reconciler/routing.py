@@ -16,6 +16,7 @@ class RouteInput:
     protected: bool
     status: str
     message: str
+    hold_s: float = 0.0
 
 
 def snapshot(deployments: Sequence[RouteInput], observed: Sequence[ReplicaStatus]) -> RoutingSnapshot:
@@ -36,6 +37,7 @@ def _route(deployment: RouteInput, observed: Sequence[ReplicaStatus]) -> Deploym
         protected=deployment.protected,
         status=deployment.status,
         message=deployment.message,
+        hold_s=deployment.hold_s,
     )
 
 
