@@ -63,6 +63,13 @@ class BentomlCli:
             )
         return result
 
+    def build(self, project: Path) -> str:
+        """`bentoml build` in `project`; returns the new bento's tag."""
+        output = self.run("build", "-o", "tag", cwd=project).stdout
+        return next(
+            line.split("__tag__:", 1)[1].strip() for line in output.splitlines() if "__tag__:" in line
+        )
+
     def login(self, endpoint: str, token: str) -> subprocess.CompletedProcess[str]:
         return self.run("cloud", "login", "--endpoint", endpoint, "--api-token", token)
 

@@ -196,7 +196,8 @@ class Reconciler:
 
     def _record_values(self, replica: ReplicaStatus) -> tuple[object, ...]:
         health = self._book.health((replica.deployment, replica.service))
-        reason = replica.reason or health.last_reason
+        inherited = health.last_reason if replica.revision == health.failing_revision else ""
+        reason = replica.reason or inherited
         return (replica.phase.value, reason, health.restarts, replica.url, replica.pid)
 
     def _write_records(

@@ -1,0 +1,188 @@
+"""Rollouts under steady load, with the real CLI, real replicas and real HTTP.
+
+A background client calls the deployment the whole time; every answer (or failure) is recorded with
+the version that served it.
+"""
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.support.bentoml_cli import BentomlCli, write_project
+from tests.support.server import TiffinServer
+
+pytestmark = pytest.mark.e2e
+TIMEOUT_S = 240
+LOAD_LIMIT_S = 300
+
+VERSIONED_SOURCE = """
+import bentoml
+
+VERSION = "{version}"
+
+
+@bentoml.service
+class Ver:
+    def __init__(self) -> None:
+        {crash}
+
+    @bentoml.api
+    def version(self) -> str:
+        return VERSION
+"""
+
+
+@dataclass
+class Load:
+    """Calls `url` back to back until stopped; records (status or error, version) per request."""
+
+    url: str
+    results: list[tuple[str, str]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        deadline = time.monotonic() + LOAD_LIMIT_S
+        with httpx.Client(timeout=30) as client:
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                try:
+                    response = client.post(f"{self.url}/version", json={})
+                    self.results.append((str(response.status_code), response.text.strip('"')))
+                except httpx.HTTPError as exc:
+                    self.results.append((type(exc).__name__, ""))
+                time.sleep(0.01)
+
+    @property
+    def failures(self) -> list[tuple[str, str]]:
+        return [r for r in self.results if r[0] != "200"]
+
+    def versions(self) -> list[str]:
+        return [text for status, text in self.results if status == "200"]
+
+
+@contextmanager
+def steady_load(url: str) -> Iterator[Load]:
+    load = Load(url)
+    thread = threading.Thread(target=load.run, daemon=True)
+    thread.start()
+    try:
+        yield load
+    finally:
+        load.stop.set()
+        thread.join(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory: pytest.TempPathFactory) -> tuple[BentomlCli, dict[str, str]]:
+    """Bentos ver:<v1>, ver:<v2> and a v3 that crashes when served; returns the CLI and their tags."""
+    root = tmp_path_factory.mktemp("versions")
+    cli = BentomlCli(home=root / "bentoml-home")
+    tags = {}
+    for version, crash in (("1", "pass"), ("2", "pass"), ("3", "raise RuntimeError('broken on purpose')")):
+        project = write_project(
+            root / f"v{version}", VERSIONED_SOURCE.format(version=version, crash=crash), "Ver"
+        )
+        tags[version] = cli.build(project)
+    return cli, tags
+
+
+def config_file(tmp_path: Path, tag: str, strategy: str) -> Path:
+    config = {
+        "name": "ver",
+        "bento": tag,
+        "services": {
+            "Ver": {
+                "scaling": {"min_replicas": 2, "max_replicas": 2},
+                "deployment_strategy": strategy,
+                "cold_start_timeout": 15,
+            }
+        },
+    }
+    path = tmp_path / f"ver-{time.monotonic_ns()}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def deploy(server: TiffinServer, cli: BentomlCli, tmp_path: Path, tag: str, strategy: str) -> str:
+    cli.login(server.endpoint, server.token)
+    cli.run("deploy", "-f", str(config_file(tmp_path, tag, strategy)), "--timeout", str(TIMEOUT_S))
+    url: str = server.client().get("/api/v2/deployments/ver").json()["urls"][0]
+    return url
+
+
+def update(cli: BentomlCli, tmp_path: Path, tag: str, strategy: str) -> None:
+    cli.run("deployment", "update", "ver", "-f", str(config_file(tmp_path, tag, strategy)))
+
+
+def wait_for(
+    check: Callable[[], bool], what: str, timeout: float = TIMEOUT_S, describe: Callable[[], str] = str
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}: {describe()}")
+
+
+def replicas(server: TiffinServer) -> list[tuple[str, str, str]]:
+    items = server.client().get("/api/v2/deployments/ver/replicas").json()["items"]
+    return [(r["revision"][:6], r["state"], r["reason"][:80]) for r in items]
+
+
+def status(server: TiffinServer) -> dict[str, str]:
+    body = server.client().get("/api/v2/deployments/ver").json()
+    return {"status": body["status"], "message": body["status_message"]}
+
+
+def only_version(load: Load, version: str, count: int = 20) -> bool:
+    served = load.versions()
+    return len(served) >= count and set(served[-count:]) == {version}
+
+
+def test_rolling_update_serves_without_failures_and_overlaps_versions(
+    tiffin: TiffinServer, versions: tuple[BentomlCli, dict[str, str]], tmp_path: Path
+) -> None:
+    cli, tags = versions
+    url = deploy(tiffin, cli, tmp_path, tags["1"], "RollingUpdate")
+    with steady_load(url) as load:
+        wait_for(lambda: only_version(load, "1"), "version 1 to serve")
+        update(cli, tmp_path, tags["2"], "RollingUpdate")
+        wait_for(
+            lambda: only_version(load, "2") and status(tiffin)["status"] == "running",
+            "version 2 only",
+            describe=lambda: f"{status(tiffin)} {replicas(tiffin)} last={load.results[-3:]}",
+        )
+    assert not load.failures, load.failures[:5]
+    served = load.versions()
+    first_v2 = served.index("2")
+    assert "1" in served[first_v2:], "both versions answered during the rollout"
+
+
+def test_a_broken_revision_leaves_the_old_one_serving_until_rollback(
+    tiffin: TiffinServer, versions: tuple[BentomlCli, dict[str, str]], tmp_path: Path
+) -> None:
+    cli, tags = versions
+    url = deploy(tiffin, cli, tmp_path, tags["1"], "RollingUpdate")
+    with steady_load(url) as load:
+        wait_for(lambda: only_version(load, "1"), "version 1 to serve")
+        update(cli, tmp_path, tags["3"], "RollingUpdate")
+        wait_for(
+            lambda: status(tiffin)["message"].startswith("Rollout stuck"),
+            "the rollout to be reported stuck",
+            describe=lambda: f"{status(tiffin)} {replicas(tiffin)}",
+        )
+        assert status(tiffin)["status"] == "unhealthy"
+        history = cli.tiffin("revisions", "ver").stdout.splitlines()[1:]
+        cli.tiffin("rollback", "ver", history[1].split()[0])
+        wait_for(lambda: status(tiffin)["status"] == "running", "the rolled-back deployment to run")
+        count = len(load.results)
+        wait_for(lambda: len(load.results) > count + 20, "more traffic after the rollback")
+    assert not load.failures, load.failures[:5]
+    assert set(load.versions()) == {"1"}
