@@ -186,3 +186,17 @@ def test_a_broken_revision_leaves_the_old_one_serving_until_rollback(
         wait_for(lambda: len(load.results) > count + 20, "more traffic after the rollback")
     assert not load.failures, load.failures[:5]
     assert set(load.versions()) == {"1"}
+
+
+def test_recreate_never_serves_the_old_version_after_the_new_one_and_holds_requests_in_the_gap(
+    tiffin: TiffinServer, versions: tuple[BentomlCli, dict[str, str]], tmp_path: Path
+) -> None:
+    cli, tags = versions
+    url = deploy(tiffin, cli, tmp_path, tags["1"], "Recreate")
+    with steady_load(url) as load:
+        wait_for(lambda: only_version(load, "1"), "version 1 to serve")
+        update(cli, tmp_path, tags["2"], "Recreate")
+        wait_for(lambda: only_version(load, "2") and status(tiffin)["status"] == "running", "version 2 only")
+    assert not load.failures, load.failures[:5]
+    served = load.versions()
+    assert "1" not in served[served.index("2") :], "no old answer once the new version has answered"
