@@ -16,10 +16,11 @@ from tiffin.api.context import ApiContext
 from tiffin.api.deployment_requests import check_request, new_name, replica_scopes
 from tiffin.api.query import bool_param, filter_terms, int_param
 from tiffin.api.uploads import transmission_strategy
+from tiffin.core.deployment_config import manifest_services
 from tiffin.core.errors import NotImplementedYet
 from tiffin.store import deployments as store
 from tiffin.store.identity import find_cluster
-from tiffin.store.models import Deployment, User
+from tiffin.store.models import Artifact, Deployment, User
 
 router = APIRouter(prefix="/api/v2/deployments")
 Json = dict[str, Any]
@@ -74,18 +75,13 @@ def get(name: str, principal: ReadCluster, context: Context, request: Request) -
 
 @router.put("/{name}")
 def update(name: str, body: DeploymentBody, principal: WriteCluster, context: Context) -> Json:
-    now = context.clock.now()
     with context.db.session() as session:
         user = session.get_one(User, principal.user_id)
         row = store.find_deployment(session, principal.organization_id, name)
         checked = check_request(session, context, user, body)
-        store.ensure_internal_ports(session, row, checked.service_names, context.ports)
         if body.labels is not None:
             row.labels = [label.model_dump() for label in body.labels]
-        store.add_revision(session, row, user, checked.artifact, checked.config, now)
-        store.mint_replica_token(
-            session, row, user, replica_scopes(name, checked.artifact.manifest or {}), context.box, now
-        )
+        _roll_out(session, context, row, user, checked.artifact, checked.config)
         return _json(session, context, row)
 
 
@@ -97,9 +93,7 @@ def void_update(name: str, principal: WriteCluster, context: Context) -> Json:
         row = store.find_deployment(session, principal.organization_id, name)
         revision = store.current_revision(session, row)
         if revision is not None:
-            store.add_revision(
-                session, row, user, revision.artifact, dict(revision.config), context.clock.now()
-            )
+            _roll_out(session, context, row, user, revision.artifact, dict(revision.config))
         return _json(session, context, row)
 
 
@@ -139,7 +133,7 @@ def rollback(name: str, body: Rollback, principal: WriteCluster, context: Contex
         user = session.get_one(User, principal.user_id)
         row = store.find_deployment(session, principal.organization_id, name)
         target = store.find_revision(session, row, body.revision)
-        store.add_revision(session, row, user, target.artifact, dict(target.config), context.clock.now())
+        _roll_out(session, context, row, user, target.artifact, dict(target.config))
         return _json(session, context, row)
 
 
@@ -193,6 +187,20 @@ def logs(name: str, principal: ReadCluster, context: Context, request: Request) 
     )
     parts += [_section(r.replica_id, context.logs.replica_log(r.replica_id, tail)) for r in chosen]
     return "".join(parts)
+
+
+def _roll_out(
+    session: Session, context: ApiContext, row: Deployment, user: User, artifact: Artifact, config: Json
+) -> None:
+    """Make a new revision of `artifact` and `config` current: ports for its Services, a replica token
+    scoped to the deployments its bento depends on, then the revision itself."""
+    now = context.clock.now()
+    names = [str(s["name"]) for s in manifest_services(artifact.manifest or {})]
+    store.ensure_internal_ports(session, row, names, context.ports)
+    store.mint_replica_token(
+        session, row, user, replica_scopes(row.name, artifact.manifest or {}), context.box, now
+    )
+    store.add_revision(session, row, user, artifact, config, now)
 
 
 def _section(title: str, text: str) -> str:
