@@ -146,23 +146,29 @@ def only_version(load: Load, version: str, count: int = 20) -> bool:
     return len(served) >= count and set(served[-count:]) == {version}
 
 
+def roll_v1_to_v2(
+    server: TiffinServer, versions: tuple[BentomlCli, dict[str, str]], tmp_path: Path, strategy: str
+) -> list[str]:
+    """Deploy version 1, update to version 2 under steady load; returns the versions served, in order."""
+    cli, tags = versions
+    url = deploy(server, cli, tmp_path, tags["1"], strategy)
+    with steady_load(url) as load:
+        wait_for(lambda: only_version(load, "1"), "version 1 to serve")
+        update(cli, tmp_path, tags["2"], strategy)
+        wait_for(
+            lambda: only_version(load, "2") and status(server)["status"] == "running",
+            "version 2 only",
+            describe=lambda: f"{status(server)} {replicas(server)} last={load.results[-3:]}",
+        )
+    assert not load.failures, load.failures[:5]
+    return load.versions()
+
+
 def test_rolling_update_serves_without_failures_and_overlaps_versions(
     tiffin: TiffinServer, versions: tuple[BentomlCli, dict[str, str]], tmp_path: Path
 ) -> None:
-    cli, tags = versions
-    url = deploy(tiffin, cli, tmp_path, tags["1"], "RollingUpdate")
-    with steady_load(url) as load:
-        wait_for(lambda: only_version(load, "1"), "version 1 to serve")
-        update(cli, tmp_path, tags["2"], "RollingUpdate")
-        wait_for(
-            lambda: only_version(load, "2") and status(tiffin)["status"] == "running",
-            "version 2 only",
-            describe=lambda: f"{status(tiffin)} {replicas(tiffin)} last={load.results[-3:]}",
-        )
-    assert not load.failures, load.failures[:5]
-    served = load.versions()
-    first_v2 = served.index("2")
-    assert "1" in served[first_v2:], "both versions answered during the rollout"
+    served = roll_v1_to_v2(tiffin, versions, tmp_path, "RollingUpdate")
+    assert "1" in served[served.index("2") :], "both versions answered during the rollout"
 
 
 def test_a_broken_revision_leaves_the_old_one_serving_until_rollback(
@@ -191,12 +197,5 @@ def test_a_broken_revision_leaves_the_old_one_serving_until_rollback(
 def test_recreate_never_serves_the_old_version_after_the_new_one_and_holds_requests_in_the_gap(
     tiffin: TiffinServer, versions: tuple[BentomlCli, dict[str, str]], tmp_path: Path
 ) -> None:
-    cli, tags = versions
-    url = deploy(tiffin, cli, tmp_path, tags["1"], "Recreate")
-    with steady_load(url) as load:
-        wait_for(lambda: only_version(load, "1"), "version 1 to serve")
-        update(cli, tmp_path, tags["2"], "Recreate")
-        wait_for(lambda: only_version(load, "2") and status(tiffin)["status"] == "running", "version 2 only")
-    assert not load.failures, load.failures[:5]
-    served = load.versions()
+    served = roll_v1_to_v2(tiffin, versions, tmp_path, "Recreate")
     assert "1" not in served[served.index("2") :], "no old answer once the new version has answered"
