@@ -17,6 +17,7 @@ from tiffin.backends.protocol import ReplicaPhase
 from tiffin.builder import BuildFailed, BuildRequest, BuiltBento
 from tiffin.reconciler.loop import Reconciler, ReconcilerDeps
 from tiffin.routing.snapshot import RoutingSnapshot
+from tiffin.store.models import Deployment
 
 if TYPE_CHECKING:
     from tests.unit.conftest import Api
@@ -55,6 +56,7 @@ class Harness:
             catalog=context.instance_types,
             api_endpoint="http://127.0.0.1:3000",
             clock=context.clock,
+            ports=context.ports,
         )
         self.reconciler = Reconciler(deps, monotonic=lambda: self.now)
 
@@ -155,3 +157,89 @@ def test_a_replica_that_never_gets_ready_is_stopped_after_the_cold_start_timeout
     harness.backend.finish_stopping()
     harness.now += 1.0
     harness.step_until(lambda _: len(harness.backend.started) == 3, "a replacement")
+
+
+def events(harness: Harness, query: str = "") -> list[dict[str, str]]:
+    items: list[dict[str, str]] = harness.api.ok("GET", f"{DEPLOYMENTS}/d1/events{query}")["items"]
+    return items
+
+
+def test_the_events_timeline_tells_what_happened_in_order(harness: Harness) -> None:
+    harness.step_until(lambda _: len(harness.backend.started) == 2, "two replicas started")
+    first, second = harness.backend.started
+    for replica_id in (first, second):
+        harness.backend.set_ready(replica_id)
+    harness.step_until(lambda _: harness.status() == "running", "running")
+    harness.backend.crash(first, "OOMKilled")
+    harness.reconciler.step()
+    harness.api.ok("POST", f"{DEPLOYMENTS}/d1/terminate")
+    harness.reconciler.step()
+    harness.now += 1.0
+    harness.step_until(lambda _: second in harness.backend.stopped, "drained and stopped")
+
+    timeline = events(harness)
+    said = [f"{e['kind']}: {e['message']}" for e in timeline]
+    expected_in_order = [
+        "revision: Revision",
+        f"replica: Replica {first} started",
+        f"replica: Replica {first} is ready.",
+        "status: Status deploying → running.",
+        f"replica: Replica {first} failed: OOMKilled.",
+        "lifecycle: admin terminated the deployment",
+        f"replica: Replica {second} drains and stops: no longer deployed.",
+    ]
+    positions = [next(i for i, line in enumerate(said) if line.startswith(e)) for e in expected_in_order]
+    assert positions == sorted(positions), said
+    assert "admin created the deployment" in timeline[0]["message"]
+    assert [e["time"] for e in timeline] == sorted(e["time"] for e in timeline)
+    assert {e["service"] for e in timeline if e["kind"] == "replica"} == {"echo"}
+    assert events(harness, "?limit=2") == timeline[-2:]
+    assert events(harness, "?service=echo") == [e for e in timeline if e["service"] == "echo"]
+
+
+def test_events_of_an_unknown_deployment_or_with_a_bad_limit_are_refused(harness: Harness) -> None:
+    harness.api.fails(404, "GET", f"{DEPLOYMENTS}/nope/events")
+    assert "`limit`" in harness.api.fails(400, "GET", f"{DEPLOYMENTS}/d1/events?limit=lots")["message"]
+
+
+def test_best_effort_rolls_back_by_itself_with_a_fresh_token_and_says_why(harness: Harness) -> None:
+    harness.step_until(lambda _: len(harness.backend.started) == 2, "two replicas started")
+    for replica_id in harness.backend.started:
+        harness.backend.set_ready(replica_id)
+    harness.step_until(lambda _: harness.status() == "running", "running")
+    context = harness.api.client.app.state.context  # type: ignore[attr-defined]
+    token_before = _replica_token(context)
+    harness.api.register_version("bento", "echo", "v2")
+    _upload(harness.api, "echo", "v2")
+    strategy = {"echo": {"deployment_strategy": "BestEffortControlledRollout"}}
+    harness.api.ok("PUT", f"{DEPLOYMENTS}/d1", json={"bento": "echo:v2", "services": strategy})
+    harness.step_until(lambda _: len(harness.backend.started) == 3, "one new replica")
+    harness.backend.crash(harness.backend.started[2], "exited with code 1")
+    harness.step_until(lambda _: len(_revisions(harness)) == 3, "an automatic rollback revision")
+
+    newest, failed, original = _revisions(harness)
+    assert newest["bento"] == original["bento"] == "echo:v1" and failed["bento"] == "echo:v2"
+    assert _replica_token(context) != token_before, "the rollback re-mints the replica token"
+    rollbacks = [e["message"] for e in events(harness) if e["kind"] == "rollback"]
+    assert (
+        len(rollbacks) == 1 and f"rolled back automatically to revision {failed['uid']}" not in rollbacks[0]
+    )
+    assert f"to revision {original['uid']}" in rollbacks[0] and "exited with code 1" in rollbacks[0]
+
+
+def _revisions(harness: Harness) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = harness.api.ok("GET", f"{DEPLOYMENTS}/d1/revisions")["items"]
+    return items
+
+
+def _replica_token(context: Any) -> str:
+    with context.db.session() as session:
+        row = session.query(Deployment).filter_by(name="d1").one()
+        return str(row.replica_token_ciphertext)
+
+
+def _upload(api: Api, repo: str, version: str) -> None:
+    one = f"/api/v1/bento_repositories/{repo}/bentos/{version}"
+    api.ok("PATCH", f"{one}/start_upload")
+    headers = {"Content-Type": "application/octet-stream"}
+    api.ok("PUT", f"{one}/upload", content=api.artifact_tar("bento", repo, version), headers=headers)

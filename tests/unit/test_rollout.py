@@ -144,7 +144,34 @@ def test_best_effort_rolls_back_when_a_new_replica_fails() -> None:
         [desired("rev2", 2, "BestEffortControlledRollout")], rollout.backend.observe(), rollout.book, 0, str
     )
     rollbacks = [a for a in actions if isinstance(a, RollBack)]
-    assert rollbacks and "ImportError" in rollbacks[0].reason
+    assert rollbacks and "ImportError" in rollbacks[0].reason and rollbacks[0].to_revision == "rev1"
+
+
+def test_best_effort_rolls_back_even_when_no_old_replica_is_left() -> None:
+    rollout = Rollout(1, "BestEffortControlledRollout")  # surge 0, unavailable 1: the old one goes first
+    while not any(r.startswith("rev2") for r in rollout.backend.started):
+        rollout.step("rev2")
+    assert rollout.counts("rev2")[0] == 0, "no old replica left"
+    rollout.backend.crash(next(r for r in rollout.backend.started if r.startswith("rev2")), "exited")
+    wanted = desired("rev2", 1, "BestEffortControlledRollout")
+    actions, _ = plan([wanted], rollout.backend.observe(), rollout.book, 0, str)
+    assert [a.to_revision for a in actions if isinstance(a, RollBack)] == ["rev1"]
+
+
+def test_best_effort_does_not_roll_back_a_first_revision_or_a_finished_rollout() -> None:
+    backend, wanted = FakeBackend(), desired("rev1", 1, "BestEffortControlledRollout")
+    actions, book = plan([wanted], [], RestartBook(), 0, str)
+    backend.start(actions[0].spec)  # type: ignore[union-attr]
+    backend.crash(backend.started[0], "exited")
+    actions, _ = plan([wanted], backend.observe(), book, 0, str)
+    assert not [a for a in actions if isinstance(a, RollBack)], "nothing settled to go back to"
+
+    rollout = Rollout(2, "BestEffortControlledRollout")
+    rollout.settle("rev2")
+    rollout.backend.crash(next(r for r in rollout.backend.started if r.startswith("rev2")), "exited")
+    wanted = desired("rev2", 2, "BestEffortControlledRollout")
+    actions, _ = plan([wanted], rollout.backend.observe(), rollout.book, 0, str)
+    assert not [a for a in actions if isinstance(a, RollBack)], "a crash after the rollout is only restarted"
 
 
 def test_a_new_revision_that_never_gets_ready_leaves_the_old_one_serving() -> None:

@@ -13,7 +13,6 @@ from tiffin.api.bodies import DeploymentBody
 from tiffin.api.context import ApiContext
 from tiffin.core import deployment_config as dc
 from tiffin.core.errors import BadRequest, NotFound
-from tiffin.core.scopes import PROTECTED_ENDPOINT
 from tiffin.store.models import Artifact, Organization, User
 from tiffin.store.registry import Kind, UploadStatus, find_artifact, find_repository, latest_artifact
 
@@ -56,13 +55,3 @@ def new_name(body_name: str | None, artifact: Artifact) -> str:
     return f"{artifact.repository.name[:40].strip('-._')}-{pysecrets.token_hex(3)}".replace("_", "-").replace(
         ".", "-"
     )
-
-
-def replica_scopes(deployment: str, manifest: dict[str, Any]) -> list[str]:
-    """What replicas may do: look deployments up, call their own Services and the deployments they use."""
-    targets = {deployment}
-    for service in dc.manifest_services(manifest):
-        for dependency in service.get("dependencies") or []:
-            if isinstance(dependency, dict) and dependency.get("deployment"):
-                targets.add(str(dependency["deployment"]))
-    return ["read_cluster", *(f"{PROTECTED_ENDPOINT}:{name}" for name in sorted(targets))]

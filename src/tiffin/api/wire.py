@@ -11,6 +11,7 @@ from tiffin.store.models import (
     Artifact,
     Cluster,
     Deployment,
+    DeploymentEvent,
     DeploymentRevision,
     Organization,
     Repository,
@@ -169,4 +170,14 @@ def revision_summary(row: DeploymentRevision, active: bool) -> Json:
         "bento": f"{row.artifact.repository.name}:{row.artifact.version}",
         "config": row.config,
         "active": active,
+    }
+
+
+def event(row: DeploymentEvent) -> Json:
+    """One line of a deployment's timeline."""
+    return {
+        "time": to_wire(row.created_at),
+        "kind": row.kind,
+        "service": row.service,
+        "message": row.message,
     }

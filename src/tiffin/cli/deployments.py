@@ -81,6 +81,25 @@ def restore(deployment: str, endpoint: str | None, api_token: str | None) -> Non
 
 @click.command()
 @click.argument("deployment")
+@click.option(
+    "--limit", type=click.IntRange(1, 1000), default=100, show_default=True, help="How many events."
+)
+@click.option("--service", default=None, help="Only this Service's events.")
+@_client_options
+def events(
+    deployment: str, limit: int, service: str | None, endpoint: str | None, api_token: str | None
+) -> None:
+    """Show DEPLOYMENT's timeline, oldest first: revisions, rollouts, replicas, statuses, scaling."""
+    params = {"limit": str(limit), **({"service": service} if service else {})}
+    path = f"/api/v2/deployments/{deployment}/events"
+    _table(
+        ("time", "kind", "service", "message"),
+        _get(resolve(endpoint, api_token), path, params).json()["items"],
+    )
+
+
+@click.command()
+@click.argument("deployment")
 @_client_options
 def replicas(deployment: str, endpoint: str | None, api_token: str | None) -> None:
     """Show the replicas of DEPLOYMENT: Service, state, restarts, PID, URL and last reason."""

@@ -5,7 +5,7 @@ import sys
 import click
 
 from tiffin import __version__
-from tiffin.cli.deployments import logs, replicas, restore, revisions, rollback
+from tiffin.cli.deployments import events, logs, replicas, restore, revisions, rollback
 from tiffin.core.errors import TiffinError
 from tiffin.core.settings import Settings
 from tiffin.server.serve import serve
@@ -18,7 +18,7 @@ def main() -> None:
     """Tiffin: a self-hosted cloud for BentoML services."""
 
 
-for command in (replicas, logs, revisions, rollback, restore):
+for command in (replicas, logs, revisions, rollback, restore, events):
     main.add_command(command)
 
 

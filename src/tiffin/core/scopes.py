@@ -7,7 +7,9 @@ Scopes are BentoCloud's (`api`, `read_organization`, ...) plus Tiffin's `protect
 import re
 from collections.abc import Iterable
 from enum import StrEnum
+from typing import Any
 
+from tiffin.core.deployment_config import manifest_services
 from tiffin.core.errors import BadRequest
 
 PROTECTED_ENDPOINT = "protected_endpoint"
@@ -79,3 +81,13 @@ def _is_known(scope: str) -> bool:
 
 def _known_names() -> list[str]:
     return [*(s.value for s in Scope), PROTECTED_ENDPOINT]
+
+
+def replica_scopes(deployment: str, manifest: dict[str, Any]) -> list[str]:
+    """What replicas may do: look deployments up, call their own Services and the deployments they use."""
+    targets = {deployment}
+    for service in manifest_services(manifest):
+        for dependency in service.get("dependencies") or []:
+            if isinstance(dependency, dict) and dependency.get("deployment"):
+                targets.add(str(dependency["deployment"]))
+    return ["read_cluster", *(f"{PROTECTED_ENDPOINT}:{name}" for name in sorted(targets))]

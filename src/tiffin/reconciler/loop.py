@@ -26,14 +26,16 @@ from tiffin.core.instance_types import InstanceType
 from tiffin.reconciler.builds import BuildTracker
 from tiffin.reconciler.desired import Wanted, read_wanted
 from tiffin.reconciler.draining import Drains
+from tiffin.reconciler.events import Happened, View, action_events, changes, status_change, view_of
 from tiffin.reconciler.plan import Action, DesiredService, Forget, RestartBook, RollBack, Start, Stop, plan
 from tiffin.reconciler.readiness import DEFAULT_READY_TIMEOUT_S, ReadinessDeadlines
 from tiffin.reconciler.routing import RouteInput, snapshot
 from tiffin.reconciler.specs import RuntimeContext, replica_template
 from tiffin.reconciler.status import Status, build_status, runtime_status, terminated_status
 from tiffin.routing.snapshot import RoutingSnapshot
+from tiffin.store import events
 from tiffin.store.db import Database
-from tiffin.store.deployments import all_deployments, roll_back
+from tiffin.store.deployments import PortPool, RollbackTarget, all_deployments, roll_back
 from tiffin.store.models import Deployment, ReplicaRecord
 from tiffin.store.secret_box import SecretBox
 from tiffin.store.secrets import SecretStore
@@ -53,6 +55,7 @@ class ReconcilerDeps:
     catalog: list[InstanceType]
     api_endpoint: str
     clock: Clock
+    ports: PortPool
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class Reconciler:
         self._records: dict[str, tuple[object, ...]] = {}
         self._drains = Drains()
         self._deadlines = ReadinessDeadlines()
+        self._view: View | None = None
 
     def step(self) -> RoutingSnapshot:
         now = self._monotonic()
@@ -86,9 +90,19 @@ class Reconciler:
         decided = self._decide(wanted, observed)
         observed = self._deadlines.as_seen(observed, decided.ready_timeouts, now)
         actions, self._book = plan(decided.desired, observed, self._book, now, _replica_id)
+        happened = self._happened(decided.desired, observed, actions)
         self._act(actions, {r.replica_id: r for r in actual}, now)
-        self._persist(rows, decided.statuses, observed)
+        self._persist(rows, decided.statuses, observed, happened)
         return snapshot(decided.routes, observed)
+
+    def _happened(
+        self, desired: Sequence[DesiredService], observed: Sequence[ReplicaStatus], actions: Sequence[Action]
+    ) -> list[Happened]:
+        view = view_of(desired, observed, self._view)
+        strategies = {d.key: d.strategy for d in desired}
+        happened = changes(self._view, view, strategies) + action_events(actions, view.replicas)
+        self._view = view
+        return happened
 
     def _decide(self, wanted: Sequence[Wanted], observed: Sequence[ReplicaStatus]) -> _Decided:
         desired: list[DesiredService] = []
@@ -167,31 +181,41 @@ class Reconciler:
         elif isinstance(action, RollBack):
             log.warning("rolling %s back: %s", action.deployment, action.reason)
             with self._deps.db.session() as session:
-                roll_back(session, action.deployment, action.reason, self._deps.clock.now())
+                deps = self._deps
+                to = RollbackTarget(action.deployment, action.to_revision, action.reason)
+                roll_back(session, to, deps.ports, deps.box, deps.clock.now())
         else:
             log.info("starting %s", action.spec.replica_id)
             backend.start(action.spec)
 
     def _persist(
-        self, rows: Sequence[Deployment], statuses: dict[str, Status], observed: Sequence[ReplicaStatus]
+        self,
+        rows: Sequence[Deployment],
+        statuses: dict[str, Status],
+        observed: Sequence[ReplicaStatus],
+        happened: list[Happened],
     ) -> None:
         now = self._deps.clock.now()
         records = {r.replica_id: self._record_values(r) for r in observed}
         changed_status = [row for row in rows if _status_changed(row, statuses.get(row.name))]
-        if not changed_status and records == self._records:
+        if not changed_status and records == self._records and not happened:
             return
         with self._deps.db.session() as session:
             for row in changed_status:
                 fresh = session.get(Deployment, row.id)
                 if fresh is not None:
                     status = statuses[row.name]
+                    was = Status(fresh.status, fresh.status_message)
                     fresh.status, fresh.status_message, fresh.status_updated_at = (
                         status.status,
                         status.message,
                         now,
                     )
+                    if was.status != status.status:
+                        happened.append(status_change(row.name, was, status))
             if records != self._records:
                 self._write_records(session, rows, observed, now)
+            _write_events(session, {row.name: row.id for row in rows}, happened, now)
         self._records = records
 
     def _record_values(self, replica: ReplicaStatus) -> tuple[object, ...]:
@@ -237,6 +261,16 @@ class Reconciler:
 
     def close(self) -> None:
         self._builds.close()
+
+
+def _write_events(session: Session, ids: dict[str, int], happened: Sequence[Happened], now: datetime) -> None:
+    touched = set()
+    for item in happened:
+        if item.deployment in ids:
+            events.record(session, ids[item.deployment], item.event, now)
+            touched.add(ids[item.deployment])
+    for deployment_id in touched:
+        events.prune(session, deployment_id)
 
 
 def _cold_start(settings: ServiceSettings) -> float:

@@ -60,9 +60,10 @@ class Forget:
 
 @dataclass(frozen=True)
 class RollBack:
-    """Make the deployment's previous revision current again (BestEffortControlledRollout)."""
+    """Make `to_revision`, the last one that fully served, current again (BestEffortControlledRollout)."""
 
     deployment: str
+    to_revision: str
     reason: str
 
 
@@ -79,6 +80,7 @@ class SlotHealth:
     last_reason: str = ""
     paused_until: float = 0.0
     failing_revision: str = ""  # the revision the failure streak belongs to
+    settled_revision: str = ""  # the last revision seen with all its replicas ready and no others
 
 
 @dataclass(frozen=True)
@@ -105,12 +107,39 @@ def plan(
     actions += _stop_unwanted(observed, slots)
     for service in desired:
         new, old = _live(observed, service), _older(observed, service)
-        if old:
-            rolled, book = _roll(service, new, old, _failed_new(observed, service), book, now, new_replica_id)
+        book = _settle(service, new, old, book)
+        if (
+            rollback := _roll_back(service, _failed_new(observed, service), book.health(service.key))
+        ) is not None:
+            actions.append(rollback)
+        elif old:
+            rolled, book = _roll(service, new, old, book, now, new_replica_id)
             actions += rolled
         else:
             actions += _scale(service, new, book.health(service.key), now, new_replica_id)
     return actions, book
+
+
+def _settle(
+    service: DesiredService, new: list[ReplicaStatus], old: list[ReplicaStatus], book: RestartBook
+) -> RestartBook:
+    """Remember the revision once it alone serves with every replica ready: its rollout is over."""
+    health = book.health(service.key)
+    ready = sum(r.phase is ReplicaPhase.RUNNING for r in new)
+    if old or ready < service.replicas or health.settled_revision == service.revision:
+        return book
+    return book.with_health(service.key, replace(health, settled_revision=service.revision))
+
+
+def _roll_back(
+    service: DesiredService, failed_new: list[ReplicaStatus], health: SlotHealth
+) -> RollBack | None:
+    """BestEffortControlledRollout: a failing replica of a revision still rolling out undoes it."""
+    settled = health.settled_revision
+    if not (service.budget.roll_back_on_failure and failed_new and settled not in ("", service.revision)):
+        return None
+    reason = f"a replica of Service {service.service} failed ({failed_new[0].reason or 'exited'})"
+    return RollBack(service.deployment, settled, reason)
 
 
 def _record_outcomes(
@@ -141,13 +170,13 @@ def _failed(health: SlotHealth, replica: ReplicaStatus, now: float) -> SlotHealt
     same = replica.revision == health.failing_revision
     failures = health.consecutive_failures + 1 if same else 1
     delay = min(BACKOFF_FIRST_S * 2 ** (failures - 1), BACKOFF_MAX_S)
-    return SlotHealth(
-        health.restarts + 1,
-        failures,
-        now + delay,
-        replica.reason or "exited",
-        health.paused_until,
-        replica.revision,
+    return replace(
+        health,
+        restarts=health.restarts + 1,
+        consecutive_failures=failures,
+        next_start_at=now + delay,
+        last_reason=replica.reason or "exited",
+        failing_revision=replica.revision,
     )
 
 
@@ -180,16 +209,12 @@ def _roll(
     service: DesiredService,
     new: list[ReplicaStatus],
     old: list[ReplicaStatus],
-    failed_new: list[ReplicaStatus],
     book: RestartBook,
     now: float,
     new_replica_id: Callable[[DesiredService], str],
 ) -> tuple[list[Action], RestartBook]:
     """One step of replacing `old` replicas by ones of the current revision, within the budget."""
     budget = service.budget
-    if budget.roll_back_on_failure and failed_new:
-        reason = f"a replica of Service {service.service} failed ({failed_new[0].reason or 'exited'})"
-        return [RollBack(service.deployment, reason)], book
     if budget.recreate:
         return [Stop(r.replica_id, "Recreate: old replicas go before new ones start") for r in old], book
     stops = _old_to_stop(service, new, old)

@@ -89,6 +89,7 @@ def _runtime(settings: Settings, context: ApiContext, listen: Listen) -> Runtime
         catalog=context.instance_types,
         api_endpoint=f"http://{url_host(listen.host)}:{listen.port}",
         clock=context.clock,
+        ports=context.ports,
     )
     return make_runtime(deps, backend, builder, listen.host, settings.reconcile_interval_s)
 

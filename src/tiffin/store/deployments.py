@@ -13,12 +13,17 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from tiffin.core.deployment_config import manifest_services
 from tiffin.core.errors import BadRequest, Conflict, NotFound
+from tiffin.core.scopes import replica_scopes
+from tiffin.store import events
+from tiffin.store.events import Kind, NewEvent
 from tiffin.store.models import (
     ApiToken,
     Artifact,
     Cluster,
     Deployment,
+    DeploymentEvent,
     DeploymentRevision,
     ReplicaRecord,
     User,
@@ -39,6 +44,17 @@ class NewDeployment:
     labels: list[dict[str, str]]
     dev: bool
     service_names: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Change:
+    """Who makes a deployment run which bento with which config, and in what words (for its events)."""
+
+    user: User
+    artifact: Artifact
+    config: dict[str, Any]
+    why: str
+    kind: Kind = Kind.REVISION
 
 
 @dataclass(frozen=True)
@@ -78,7 +94,9 @@ def create_deployment(
     )
     session.add(row)
     session.flush()
-    add_revision(session, row, creator, spec.artifact, spec.config, now)
+    add_revision(
+        session, row, creator, spec.artifact, spec.config, now, f"{creator.name} created the deployment"
+    )
     return row
 
 
@@ -89,6 +107,8 @@ def add_revision(
     artifact: Artifact,
     config: dict[str, Any],
     now: datetime,
+    why: str,
+    kind: Kind = Kind.REVISION,
 ) -> DeploymentRevision:
     """A new immutable revision, made current; the deployment goes back to deploying."""
     revision = DeploymentRevision(
@@ -99,7 +119,27 @@ def add_revision(
     row.current_revision_id = revision.id
     row.lifecycle = ACTIVE
     row.status, row.status_message, row.updated_at = "deploying", "", now
+    bento = f"{artifact.repository.name}:{artifact.version}"
+    events.record(session, row.id, NewEvent(kind, f"Revision {revision.uid} ({bento}): {why}."), now)
     return revision
+
+
+def roll_out(
+    session: Session,
+    row: Deployment,
+    change: "Change",
+    ports: "PortPool",
+    box: SecretBox,
+    now: datetime,
+) -> DeploymentRevision:
+    """Make a new revision of the change's bento and config current: ports for its Services, a replica
+    token scoped to the deployments its bento depends on, then the revision itself."""
+    manifest = change.artifact.manifest or {}
+    ensure_internal_ports(session, row, [str(s["name"]) for s in manifest_services(manifest)], ports)
+    mint_replica_token(session, row, change.user, replica_scopes(row.name, manifest), box, now)
+    return add_revision(
+        session, row, change.user, change.artifact, change.config, now, change.why, change.kind
+    )
 
 
 def ensure_internal_ports(session: Session, row: Deployment, names: Iterable[str], ports: "PortPool") -> None:
@@ -116,14 +156,17 @@ def current_revision(session: Session, row: Deployment) -> DeploymentRevision | 
     return session.get(DeploymentRevision, row.current_revision_id)
 
 
-def terminate(row: Deployment, now: datetime) -> None:
+def terminate(session: Session, row: Deployment, user: User, now: datetime) -> None:
     row.lifecycle = TERMINATED
     row.status, row.status_message, row.updated_at = "terminating", "", now
+    message = f"{user.name} terminated the deployment: every replica drains and stops; revisions are kept."
+    events.record(session, row.id, NewEvent(Kind.LIFECYCLE, message), now)
 
 
 def delete_deployment(session: Session, row: Deployment) -> None:
     """Remove the deployment, its revisions, replica records and replica token for good."""
     session.execute(delete(ReplicaRecord).where(ReplicaRecord.deployment_id == row.id))
+    session.execute(delete(DeploymentEvent).where(DeploymentEvent.deployment_id == row.id))
     session.execute(delete(DeploymentRevision).where(DeploymentRevision.deployment_id == row.id))
     session.execute(delete(ApiToken).where(ApiToken.name == replica_token_name(row.name)))
     session.delete(row)
@@ -226,26 +269,42 @@ def find_revision(session: Session, row: Deployment, uid: str) -> DeploymentRevi
     return revision
 
 
-def restore(row: Deployment, now: datetime) -> None:
+def restore(session: Session, row: Deployment, user: User, now: datetime) -> None:
     """Bring a terminated deployment's current revision back."""
     if row.lifecycle != TERMINATED:
         raise Conflict(f"Deployment {row.name!r} is not terminated, so there is nothing to restore.")
     row.lifecycle = ACTIVE
     row.status, row.status_message, row.updated_at = "deploying", "", now
+    revision = current_revision(session, row)
+    message = f"{user.name} restored the deployment with revision {revision.uid if revision else '?'}."
+    events.record(session, row.id, NewEvent(Kind.LIFECYCLE, message), now)
 
 
-def roll_back(session: Session, name: str, reason: str, now: datetime) -> None:
-    """Make the revision before the current one current again, as a new revision, saying why."""
-    row = session.scalar(select(Deployment).where(Deployment.name == name))
-    if row is None or row.current_revision_id is None:
+@dataclass(frozen=True)
+class RollbackTarget:
+    deployment: str
+    revision: str  # uid
+    reason: str
+
+
+def roll_back(session: Session, to: RollbackTarget, ports: "PortPool", box: SecretBox, now: datetime) -> None:
+    """Make an earlier revision current again, as a new revision, saying why (automatic rollbacks)."""
+    row = session.scalar(select(Deployment).where(Deployment.name == to.deployment))
+    if row is None:
         return
-    previous = session.scalar(
-        select(DeploymentRevision)
-        .where(DeploymentRevision.deployment_id == row.id, DeploymentRevision.id < row.current_revision_id)
-        .order_by(DeploymentRevision.id.desc())
-        .limit(1)
+    target = session.scalar(
+        select(DeploymentRevision).where(
+            DeploymentRevision.deployment_id == row.id, DeploymentRevision.uid == to.revision
+        )
     )
-    if previous is None:
-        return
-    add_revision(session, row, row.creator, previous.artifact, dict(previous.config), now)
-    row.status_message = f"Rolled back to revision {previous.uid}: {reason}."
+    current = current_revision(session, row)
+    if target is None or current is None or _same_content(current, target):
+        return  # nothing to go back to, or this already is a rollback to it: no rollback loops
+    why = f"rolled back automatically to revision {target.uid} because {to.reason}"
+    change = Change(row.creator, target.artifact, dict(target.config), why, Kind.ROLLBACK)
+    roll_out(session, row, change, ports, box, now)
+    row.status_message = f"Rolled back to revision {target.uid}: {to.reason}."
+
+
+def _same_content(one: DeploymentRevision, other: DeploymentRevision) -> bool:
+    return one.artifact_id == other.artifact_id and one.config == other.config

@@ -178,3 +178,16 @@ class ReplicaRecord(Base):
     url: Mapped[str | None] = mapped_column(Text)
     pid: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime]
+
+
+class DeploymentEvent(Base):
+    """One line of a deployment's timeline: revisions, rollouts, replica changes, rollbacks, scaling."""
+
+    __tablename__ = "deployment_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(16))
+    service: Mapped[str] = mapped_column(String(128), default="")
+    message: Mapped[str] = mapped_column(Text)

@@ -13,18 +13,21 @@ from tiffin.api import wire
 from tiffin.api.auth import Context, ReadCluster, WriteCluster
 from tiffin.api.bodies import CreateDeployment, DeploymentBody, Rollback
 from tiffin.api.context import ApiContext
-from tiffin.api.deployment_requests import check_request, new_name, replica_scopes
+from tiffin.api.deployment_requests import check_request, new_name
 from tiffin.api.query import bool_param, filter_terms, int_param
 from tiffin.api.uploads import transmission_strategy
-from tiffin.core.deployment_config import manifest_services
 from tiffin.core.errors import NotImplementedYet
+from tiffin.core.scopes import replica_scopes
 from tiffin.store import deployments as store
+from tiffin.store import events
+from tiffin.store.events import Kind as EventKind
 from tiffin.store.identity import find_cluster
-from tiffin.store.models import Artifact, Deployment, User
+from tiffin.store.models import Deployment, User
 
 router = APIRouter(prefix="/api/v2/deployments")
 Json = dict[str, Any]
 DEFAULT_LOG_TAIL = 200
+DEFAULT_EVENTS = 100
 
 
 @router.post("")
@@ -81,7 +84,8 @@ def update(name: str, body: DeploymentBody, principal: WriteCluster, context: Co
         checked = check_request(session, context, user, body)
         if body.labels is not None:
             row.labels = [label.model_dump() for label in body.labels]
-        _roll_out(session, context, row, user, checked.artifact, checked.config)
+        change = store.Change(user, checked.artifact, checked.config, f"{user.name} updated the deployment")
+        store.roll_out(session, row, change, context.ports, context.box, context.clock.now())
         return _json(session, context, row)
 
 
@@ -93,15 +97,18 @@ def void_update(name: str, principal: WriteCluster, context: Context) -> Json:
         row = store.find_deployment(session, principal.organization_id, name)
         revision = store.current_revision(session, row)
         if revision is not None:
-            _roll_out(session, context, row, user, revision.artifact, dict(revision.config))
+            why = f"{user.name} redeployed revision {revision.uid} unchanged"
+            change = store.Change(user, revision.artifact, dict(revision.config), why)
+            store.roll_out(session, row, change, context.ports, context.box, context.clock.now())
         return _json(session, context, row)
 
 
 @router.post("/{name}/terminate")
 def terminate(name: str, principal: WriteCluster, context: Context) -> Json:
     with context.db.session() as session:
+        user = session.get_one(User, principal.user_id)
         row = store.find_deployment(session, principal.organization_id, name)
-        store.terminate(row, context.clock.now())
+        store.terminate(session, row, user, context.clock.now())
         return _json(session, context, row)
 
 
@@ -133,7 +140,9 @@ def rollback(name: str, body: Rollback, principal: WriteCluster, context: Contex
         user = session.get_one(User, principal.user_id)
         row = store.find_deployment(session, principal.organization_id, name)
         target = store.find_revision(session, row, body.revision)
-        _roll_out(session, context, row, user, target.artifact, dict(target.config))
+        why = f"{user.name} rolled back to revision {target.uid}"
+        change = store.Change(user, target.artifact, dict(target.config), why, EventKind.ROLLBACK)
+        store.roll_out(session, row, change, context.ports, context.box, context.clock.now())
         return _json(session, context, row)
 
 
@@ -141,9 +150,21 @@ def rollback(name: str, body: Rollback, principal: WriteCluster, context: Contex
 def restore(name: str, principal: WriteCluster, context: Context) -> Json:
     """Bring a terminated deployment back with its latest revision (`bentoml deployment start` is broken)."""
     with context.db.session() as session:
+        user = session.get_one(User, principal.user_id)
         row = store.find_deployment(session, principal.organization_id, name)
-        store.restore(row, context.clock.now())
+        store.restore(session, row, user, context.clock.now())
         return _json(session, context, row)
+
+
+@router.get("/{name}/events")
+def deployment_events(name: str, principal: ReadCluster, context: Context, request: Request) -> Json:
+    """The timeline, oldest first: the newest `limit` events, of one Service if `service=` is given."""
+    params = request.query_params
+    limit = int_param(params.get("limit"), "limit", DEFAULT_EVENTS, maximum=events.KEEP_PER_DEPLOYMENT)
+    with context.db.session() as session:
+        row = store.find_deployment(session, principal.organization_id, name)
+        found = events.latest(session, row.id, limit, params.get("service"))
+        return {"items": [wire.event(e) for e in found]}
 
 
 @router.get("/{name}/replicas")
@@ -187,20 +208,6 @@ def logs(name: str, principal: ReadCluster, context: Context, request: Request) 
     )
     parts += [_section(r.replica_id, context.logs.replica_log(r.replica_id, tail)) for r in chosen]
     return "".join(parts)
-
-
-def _roll_out(
-    session: Session, context: ApiContext, row: Deployment, user: User, artifact: Artifact, config: Json
-) -> None:
-    """Make a new revision of `artifact` and `config` current: ports for its Services, a replica token
-    scoped to the deployments its bento depends on, then the revision itself."""
-    now = context.clock.now()
-    names = [str(s["name"]) for s in manifest_services(artifact.manifest or {})]
-    store.ensure_internal_ports(session, row, names, context.ports)
-    store.mint_replica_token(
-        session, row, user, replica_scopes(row.name, artifact.manifest or {}), context.box, now
-    )
-    store.add_revision(session, row, user, artifact, config, now)
 
 
 def _section(title: str, text: str) -> str:

@@ -1,0 +1,169 @@
+"""What changed between two reconcile steps, in words: the reconciler's half of a deployment's timeline.
+
+Pure functions of the previous and the current view (observed replicas, rollouts in progress, wanted
+replica counts, actions taken), so every message can be checked in unit tests without a clock.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus
+from tiffin.reconciler.plan import Action, DesiredService, SlotKey, Stop
+from tiffin.reconciler.status import Status
+from tiffin.store.events import Kind, NewEvent
+
+
+@dataclass(frozen=True)
+class Happened:
+    deployment: str
+    event: NewEvent
+
+
+@dataclass(frozen=True)
+class View:
+    """What one step saw: replicas by id, the revision each rolling Service moves to, wanted counts."""
+
+    replicas: Mapping[str, ReplicaStatus]
+    rolling: Mapping[SlotKey, str]
+    wanted: Mapping[SlotKey, int]
+
+
+def view_of(
+    desired: Sequence[DesiredService], observed: Sequence[ReplicaStatus], before: View | None
+) -> View:
+    """A Service rolls from when old replicas meet a startable new revision until only new ones serve."""
+    rolling = {
+        d.key: d.revision
+        for d in desired
+        if d.template is not None
+        and (_has_old(d, observed) or (before is not None and _unfinished(d, observed, before)))
+    }
+    return View({r.replica_id: r for r in observed}, rolling, {d.key: d.replicas for d in desired})
+
+
+def _has_old(service: DesiredService, observed: Sequence[ReplicaStatus]) -> bool:
+    return any(
+        (r.deployment, r.service) == service.key
+        and r.revision != service.revision
+        and r.phase is not ReplicaPhase.FAILED
+        for r in observed
+    )
+
+
+def _unfinished(service: DesiredService, observed: Sequence[ReplicaStatus], before: View) -> bool:
+    ready = sum(
+        (r.deployment, r.service, r.revision) == (*service.key, service.revision)
+        and r.phase is ReplicaPhase.RUNNING
+        for r in observed
+    )
+    return before.rolling.get(service.key) == service.revision and ready < service.replicas
+
+
+def changes(before: View | None, after: View, strategies: Mapping[SlotKey, str]) -> list[Happened]:
+    """Everything that differs between two steps; the first step only reports adopted replicas."""
+    if before is None:
+        return [_adopted(r) for r in after.replicas.values() if r.phase is not ReplicaPhase.FAILED]
+    return [
+        *_replica_changes(before.replicas, after.replicas),
+        *_rollout_changes(before.rolling, after, strategies),
+        *_scaling_changes(before.wanted, after.wanted),
+    ]
+
+
+def action_events(actions: Sequence[Action], replicas: Mapping[str, ReplicaStatus]) -> list[Happened]:
+    """Removals with their reason; a rollback is recorded by the store together with its revision."""
+    happened = []
+    for action in actions:
+        if isinstance(action, Stop) and (replica := replicas.get(action.replica_id)) is not None:
+            verb = "drains and stops" if replica.phase is ReplicaPhase.RUNNING else "stops"
+            message = f"Replica {replica.replica_id} {verb}: {action.reason}."
+            happened.append(_replica_event(replica, message))
+    return happened
+
+
+def status_change(deployment: str, old: Status, new: Status) -> Happened:
+    detail = f": {new.message}" if new.message else "."
+    return Happened(deployment, NewEvent(Kind.STATUS, f"Status {old.status} → {new.status}{detail}"))
+
+
+def _replica_changes(
+    before: Mapping[str, ReplicaStatus], after: Mapping[str, ReplicaStatus]
+) -> list[Happened]:
+    happened = []
+    for replica_id, replica in after.items():
+        previous = before.get(replica_id)
+        if previous is None:
+            happened += _appeared(replica)
+        elif previous.phase is not replica.phase:
+            happened += _phase_changed(replica)
+    for replica_id, gone in before.items():
+        if replica_id not in after and gone.phase is not ReplicaPhase.FAILED:
+            happened.append(_replica_event(gone, f"Replica {replica_id} stopped."))
+    return happened
+
+
+def _appeared(replica: ReplicaStatus) -> list[Happened]:
+    """A new replica; one that was already ready when first seen is said to start, then be ready."""
+    if replica.phase is ReplicaPhase.PENDING:
+        return [_replica_event(replica, f"Replica {replica.replica_id} is pending: {replica.reason}.")]
+    if replica.phase is ReplicaPhase.FAILED:
+        return [_failed(replica)]
+    started = _started(replica)
+    return [started, *_phase_changed(replica)] if replica.phase is ReplicaPhase.RUNNING else [started]
+
+
+def _phase_changed(replica: ReplicaStatus) -> list[Happened]:
+    if replica.phase is ReplicaPhase.RUNNING:
+        return [_replica_event(replica, f"Replica {replica.replica_id} is ready.")]
+    if replica.phase is ReplicaPhase.FAILED:
+        return [_failed(replica)]
+    if replica.phase is ReplicaPhase.STARTING:
+        return [_started(replica)]
+    return []
+
+
+def _started(replica: ReplicaStatus) -> Happened:
+    return _replica_event(replica, f"Replica {replica.replica_id} started (revision {replica.revision}).")
+
+
+def _failed(replica: ReplicaStatus) -> Happened:
+    return _replica_event(replica, f"Replica {replica.replica_id} failed: {replica.reason or 'it exited'}.")
+
+
+def _adopted(replica: ReplicaStatus) -> Happened:
+    message = f"Replica {replica.replica_id} adopted after a Tiffin start ({replica.phase.value})."
+    return _replica_event(replica, message)
+
+
+def _rollout_changes(
+    before: Mapping[SlotKey, str], after: View, strategies: Mapping[SlotKey, str]
+) -> list[Happened]:
+    happened = []
+    for key, revision in after.rolling.items():
+        if before.get(key) != revision:
+            strategy = strategies.get(key, "Recreate")
+            message = f"Rolling Service {key[1]} out to revision {revision} ({strategy})."
+            happened.append(Happened(key[0], NewEvent(Kind.ROLLOUT, message, key[1])))
+    for key, revision in before.items():
+        if after.rolling.get(key) == revision:
+            continue
+        if key in after.rolling or key not in after.wanted:
+            ended = f"Rollout of Service {key[1]} to revision {revision} ended before it finished."
+        else:
+            ended = f"Service {key[1]} runs revision {revision} only: rollout complete."
+        happened.append(Happened(key[0], NewEvent(Kind.ROLLOUT, ended, key[1])))
+    return happened
+
+
+def _scaling_changes(before: Mapping[SlotKey, int], after: Mapping[SlotKey, int]) -> list[Happened]:
+    return [
+        Happened(
+            key[0], NewEvent(Kind.SCALING, f"Service {key[1]}: {before[key]} → {count} replicas.", key[1])
+        )
+        for key, count in after.items()
+        if key in before and before[key] != count
+    ]
+
+
+def _replica_event(replica: ReplicaStatus, message: str) -> Happened:
+    return Happened(replica.deployment, NewEvent(Kind.REPLICA, message, replica.service))
