@@ -20,6 +20,7 @@ from tests.support.server import free_port
 
 from tiffin.gateway import Gateway, GatewaySettings
 from tiffin.routing.snapshot import DeploymentRoute, RoutingSnapshot, ServiceRoute
+from tiffin.routing.traffic import ReplicaTraffic
 
 pytestmark = pytest.mark.anyio
 
@@ -88,9 +89,8 @@ class Replica:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         seen = Seen(scope["method"], scope["path"], scope["query_string"].decode(), headers, bytes(body))
         self.seen.append(seen)
-        handler = {"/sse": self._sse, "/download": self._download, "/slow": self._slow}.get(
-            seen.path, self._echo
-        )
+        handlers = {"/sse": self._sse, "/download": self._download, "/slow": self._slow, "/fail": self._fail}
+        handler = handlers.get(seen.path, self._echo)
         await handler(seen, send)
 
     async def _echo(self, seen: Seen, send: Send) -> None:
@@ -125,6 +125,9 @@ class Replica:
             await send(
                 {"type": "http.response.body", "body": data[start : start + 64 * 1024], "more_body": more}
             )
+
+    async def _fail(self, seen: Seen, send: Send) -> None:
+        await _respond(send, 500, b'{"error": "on purpose"}', "application/json")
 
     async def _slow(self, seen: Seen, send: Send) -> None:
         await self.gate.wait()
@@ -561,6 +564,27 @@ async def test_refused_connection_is_retried_on_another_endpoint(
 
     assert statuses == [200] * 4
     assert len(api.seen) == 4
+
+
+async def test_traffic_counts_requests_errors_and_in_flight_per_replica(
+    gateway: Gateway, client: httpx.AsyncClient, replicas: Callable[[str], Awaitable[Replica]]
+) -> None:
+    api, refused = await replicas("api"), refused_url()
+    shop = deployment("shop", {"Api": [refused, api]})
+    await gateway.apply(snapshot(shop))
+    for path in ("/", "/", "/fail", "/", "/fail", "/"):
+        await client.get(url(shop.port, path))
+    slow = asyncio.create_task(client.get(url(shop.port, "/slow")))
+    while len(api.seen) < 7:
+        await asyncio.sleep(0.005)
+
+    traffic = gateway.traffic()
+
+    assert traffic[api.url] == ReplicaTraffic(requests=6, errors=2, in_flight=1)
+    assert traffic[refused].requests == traffic[refused].errors >= 1, "a refused connection is an error"
+    api.gate.set()
+    assert (await slow).status_code == 200
+    assert gateway.traffic()[api.url] == ReplicaTraffic(requests=7, errors=2, in_flight=0)
 
 
 async def test_no_endpoint_accepting_answers_502_with_a_message(

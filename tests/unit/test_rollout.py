@@ -14,6 +14,7 @@ from tiffin.backends.protocol import ReplicaPhase, ReplicaSpec
 from tiffin.reconciler.plan import DesiredService, RestartBook, RollBack, Start, Stop, plan
 from tiffin.reconciler.rollout import budget
 from tiffin.reconciler.status import runtime_status
+from tiffin.routing.traffic import ReplicaTraffic
 
 LIVE = (ReplicaPhase.PENDING, ReplicaPhase.STARTING, ReplicaPhase.RUNNING)
 
@@ -198,3 +199,51 @@ def test_a_new_revision_that_never_gets_ready_leaves_the_old_one_serving() -> No
     status = runtime_status([desired("rev2", 2, "RollingUpdate")], rollout.backend.observe(), rollout.book)
     assert status.status == "unhealthy" and status.message.startswith("Rollout stuck")
     assert "previous revision keeps serving" in status.message
+
+
+def best_effort_mid_rollout() -> Rollout:
+    """Three replicas, BestEffortControlledRollout: old and new replicas ready, rollout not done."""
+    rollout = Rollout(3, "BestEffortControlledRollout")
+    while rollout.counts("rev2")[3] < 1:
+        rollout.step("rev2")
+    assert rollout.counts("rev2")[2] >= 1, "an old replica still serves"
+    return rollout
+
+
+def judged(rollout: Rollout, new: ReplicaTraffic, old: ReplicaTraffic, strategy: str) -> list[RollBack]:
+    traffic = {
+        r.replica_id: new if r.revision == "rev2" else old
+        for r in rollout.backend.observe()
+        if r.phase is ReplicaPhase.RUNNING
+    }
+    actions, _ = plan(
+        [desired("rev2", 2, strategy)], rollout.backend.observe(), rollout.book, 0, str, traffic
+    )
+    return [a for a in actions if isinstance(a, RollBack)]
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "rolls_back"),
+    [
+        (ReplicaTraffic(20, 10), ReplicaTraffic(100, 0), True),  # 50% against 0%
+        (ReplicaTraffic(20, 2), ReplicaTraffic(100, 0), True),  # 10 points worse than 0%
+        (ReplicaTraffic(20, 1), ReplicaTraffic(100, 0), False),  # 5%: not clearly worse
+        (ReplicaTraffic(19, 19), ReplicaTraffic(100, 0), False),  # too few requests to judge
+        (ReplicaTraffic(100, 40), ReplicaTraffic(100, 30), False),  # worse, but not twice as bad
+        (ReplicaTraffic(100, 70), ReplicaTraffic(100, 30), True),  # +40 points and more than twice
+        (ReplicaTraffic(20, 5), ReplicaTraffic(5, 5), True),  # old too quiet to judge: counted as 0%
+    ],
+)
+def test_best_effort_rolls_back_on_a_clearly_worse_error_rate(
+    new: ReplicaTraffic, old: ReplicaTraffic, rolls_back: bool
+) -> None:
+    rollbacks = judged(best_effort_mid_rollout(), new, old, "BestEffortControlledRollout")
+    assert bool(rollbacks) is rolls_back
+    if rolls_back:
+        assert rollbacks[0].to_revision == "rev1"
+        assert f"{new.errors / new.requests:.0%} of {new.requests} requests" in rollbacks[0].reason
+
+
+def test_other_strategies_ignore_error_rates() -> None:
+    rollout = best_effort_mid_rollout()
+    assert judged(rollout, ReplicaTraffic(100, 100), ReplicaTraffic(100, 0), "RollingUpdate") == []

@@ -89,6 +89,7 @@ class Exchange:
         except ConnectFailed as failure:
             self._connecting = None
             self._errors.append(str(failure))
+            endpoint.count(502)
             self._leave_endpoint()
             if not self._finished:
                 self._next_endpoint()
@@ -168,6 +169,8 @@ class Exchange:
         while (raw := upstream.take_head(self.settings.max_head_bytes)) is not None:
             response = parse_response(raw)
             if response.status >= 200:
+                if self._endpoint is not None:
+                    self._endpoint.count(response.status)
                 self._response = response
                 self._response_framer = framer = response_framer(response, self.request.method)
                 self._keep_client = self.keep_alive and not self._uploading and not framer.ends_at_eof
@@ -256,6 +259,8 @@ class Exchange:
 
     def _fail(self, what: str) -> None:
         """The replica failed: a 502 if the client has not seen the response head yet, else cut it off."""
+        if self._endpoint is not None and self._response is None:
+            self._endpoint.count(502)
         if self._head_sent:
             self._abort()
         else:

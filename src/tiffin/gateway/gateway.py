@@ -18,6 +18,7 @@ from tiffin.gateway.settings import GatewaySettings
 from tiffin.gateway.table import RouteTable, compile_table
 from tiffin.gateway.upstream import Endpoints
 from tiffin.routing.snapshot import RoutingSnapshot
+from tiffin.routing.traffic import Traffic
 
 _WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
@@ -46,6 +47,10 @@ class Gateway:
     def waiting(self) -> int:
         """How many requests are held now, waiting for a ready replica of their Service."""
         return self._holds.waiting
+
+    def traffic(self) -> Traffic:
+        """Per replica URL: requests and errors so far, and requests in flight now (call in the loop)."""
+        return self._endpoints.traffic()
 
     async def apply(self, snapshot: RoutingSnapshot) -> None:
         """Serve `snapshot` from now on; raises ValueError, changing nothing, if it is inconsistent."""

@@ -13,6 +13,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from tiffin.gateway.conn import Side
+from tiffin.routing.traffic import ReplicaTraffic, Traffic
 
 MAX_IDLE_PER_ENDPOINT = 256
 
@@ -69,8 +70,16 @@ class Endpoint:
         self.url = url
         self.host, self.port = parse_endpoint(url)
         self.in_flight = 0
+        self.requests = 0  # exchanges that ended here, answered or failed
+        self.errors = 0  # 5xx answers and failures
         self.retired = False
         self._idle: list[tuple[Upstream, float]] = []  # oldest first; taken from the end
+
+    def count(self, status: int) -> None:
+        """One exchange ended with `status` (a failure counts as 502)."""
+        self.requests += 1
+        if status >= 500:
+            self.errors += 1
 
     def take_idle(self) -> Upstream | None:
         while self._idle:
@@ -133,6 +142,9 @@ class Endpoints:
             if endpoints.get(url) is not endpoint:
                 endpoint.retire()
         self._by_url = dict(endpoints)
+
+    def traffic(self) -> Traffic:
+        return {url: ReplicaTraffic(e.requests, e.errors, e.in_flight) for url, e in self._by_url.items()}
 
     def expire_idle(self, idle_before: float) -> None:
         for endpoint in self._by_url.values():

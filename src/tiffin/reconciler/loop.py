@@ -10,9 +10,10 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
@@ -33,6 +34,7 @@ from tiffin.reconciler.routing import RouteInput, snapshot
 from tiffin.reconciler.specs import RuntimeContext, replica_template
 from tiffin.reconciler.status import Status, build_status, runtime_status, terminated_status
 from tiffin.routing.snapshot import RoutingSnapshot
+from tiffin.routing.traffic import ReplicaTraffic, Traffic
 from tiffin.store import events
 from tiffin.store.db import Database
 from tiffin.store.deployments import PortPool, RollbackTarget, all_deployments, roll_back
@@ -42,6 +44,14 @@ from tiffin.store.secrets import SecretStore
 
 log = logging.getLogger("tiffin.reconciler")
 MIN_ZERO_NOTE = "min_replicas 0 runs one replica until autoscaling is available."
+
+
+class GatewayPort(Protocol):
+    """What the loop needs of the gateway: publish routes, read traffic counts."""
+
+    async def apply(self, snapshot: RoutingSnapshot) -> None: ...
+
+    def traffic(self) -> Traffic: ...
 
 
 @dataclass(frozen=True)
@@ -77,7 +87,8 @@ class Reconciler:
         self._deadlines = ReadinessDeadlines()
         self._view: View | None = None
 
-    def step(self) -> RoutingSnapshot:
+    def step(self, traffic: Traffic | None = None) -> RoutingSnapshot:
+        """One pass; `traffic` is what the gateway counted per replica URL (None: nothing known)."""
         now = self._monotonic()
         actual = self._deps.backend.observe()
         observed = self._drains.as_seen(actual)
@@ -89,7 +100,8 @@ class Reconciler:
             ]
         decided = self._decide(wanted, observed)
         observed = self._deadlines.as_seen(observed, decided.ready_timeouts, now)
-        actions, self._book = plan(decided.desired, observed, self._book, now, _replica_id)
+        by_replica = _by_replica(observed, traffic or {})
+        actions, self._book = plan(decided.desired, observed, self._book, now, _replica_id, by_replica)
         happened = self._happened(decided.desired, observed, actions)
         self._act(actions, {r.replica_id: r for r in actual}, now)
         self._persist(rows, decided.statuses, observed, happened)
@@ -247,13 +259,12 @@ class Reconciler:
                     )
                 )
 
-    async def run(
-        self, publish: Callable[[RoutingSnapshot], Awaitable[None]], interval_s: float, stop: asyncio.Event
-    ) -> None:
+    async def run(self, gateway: GatewayPort, interval_s: float, stop: asyncio.Event) -> None:
         """Step until `stop` is set; a failing step is logged and retried, never fatal."""
         while not stop.is_set():
             try:
-                await publish(await asyncio.to_thread(self.step))
+                traffic = gateway.traffic()  # read in the gateway's loop, where the counts change
+                await gateway.apply(await asyncio.to_thread(self.step, traffic))
             except Exception:
                 log.exception("a reconcile step failed; retrying")
             with contextlib.suppress(TimeoutError):
@@ -261,6 +272,10 @@ class Reconciler:
 
     def close(self) -> None:
         self._builds.close()
+
+
+def _by_replica(observed: Sequence[ReplicaStatus], traffic: Traffic) -> dict[str, ReplicaTraffic]:
+    return {r.replica_id: traffic[r.url] for r in observed if r.url is not None and r.url in traffic}
 
 
 def _write_events(session: Session, ids: dict[str, int], happened: Sequence[Happened], now: datetime) -> None:

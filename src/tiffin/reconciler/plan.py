@@ -4,15 +4,23 @@ No clock is read and nothing is executed here: `now` is an argument, decisions c
 the crash-backoff bookkeeping is returned as a new value, so every rule is unit-testable.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 from tiffin.backends.protocol import ReplicaPhase, ReplicaSpec, ReplicaStatus
 from tiffin.reconciler.rollout import RAMP_PAUSE_S, Budget, budget
+from tiffin.routing.traffic import ReplicaTraffic
 
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 30.0
 LIVE = (ReplicaPhase.PENDING, ReplicaPhase.STARTING, ReplicaPhase.RUNNING)
+# BestEffortControlledRollout judges a new revision's error rate once it has answered this many requests;
+# it is "clearly worse" when it exceeds the previous revision's by 10 points and is at least twice it.
+ERROR_RATE_MIN_REQUESTS = 20
+ERROR_RATE_MARGIN = 0.10
+ERROR_RATE_FACTOR = 2.0
+NO_TRAFFIC: Mapping[str, ReplicaTraffic] = MappingProxyType({})
 
 SlotKey = tuple[str, str]  # (deployment, service)
 
@@ -100,7 +108,9 @@ def plan(
     book: RestartBook,
     now: float,
     new_replica_id: Callable[[DesiredService], str],
+    traffic: Mapping[str, ReplicaTraffic] = NO_TRAFFIC,
 ) -> tuple[list[Action], RestartBook]:
+    """`traffic`: what the gateway counted per replica id, for BestEffortControlledRollout's judgement."""
     slots = {d.key for d in desired}
     actions: list[Action] = []
     book = _record_outcomes(observed, book, now, actions)
@@ -108,9 +118,8 @@ def plan(
     for service in desired:
         new, old = _live(observed, service), _older(observed, service)
         book = _settle(service, new, old, book)
-        if (
-            rollback := _roll_back(service, _failed_new(observed, service), book.health(service.key))
-        ) is not None:
+        rollback = _roll_back(service, observed, traffic, book.health(service.key))
+        if rollback is not None:
             actions.append(rollback)
         elif old:
             rolled, book = _roll(service, new, old, book, now, new_replica_id)
@@ -132,14 +141,39 @@ def _settle(
 
 
 def _roll_back(
-    service: DesiredService, failed_new: list[ReplicaStatus], health: SlotHealth
+    service: DesiredService,
+    observed: Sequence[ReplicaStatus],
+    traffic: Mapping[str, ReplicaTraffic],
+    health: SlotHealth,
 ) -> RollBack | None:
-    """BestEffortControlledRollout: a failing replica of a revision still rolling out undoes it."""
+    """BestEffortControlledRollout: a revision still rolling out is undone when one of its replicas
+    fails or its error rate is clearly worse than the previous revision's."""
     settled = health.settled_revision
-    if not (service.budget.roll_back_on_failure and failed_new and settled not in ("", service.revision)):
+    if not service.budget.roll_back_on_failure or settled in ("", service.revision):
         return None
-    reason = f"a replica of Service {service.service} failed ({failed_new[0].reason or 'exited'})"
-    return RollBack(service.deployment, settled, reason)
+    failed = _failed_new(observed, service)
+    if failed:
+        reason = f"a replica of Service {service.service} failed ({failed[0].reason or 'exited'})"
+        return RollBack(service.deployment, settled, reason)
+    worse = _worse_error_rate(service, observed, traffic)
+    return RollBack(service.deployment, settled, worse) if worse else None
+
+
+def _worse_error_rate(
+    service: DesiredService, observed: Sequence[ReplicaStatus], traffic: Mapping[str, ReplicaTraffic]
+) -> str | None:
+    mine = [r for r in observed if (r.deployment, r.service) == service.key and r.replica_id in traffic]
+    new = sum((traffic[r.replica_id] for r in mine if r.revision == service.revision), ReplicaTraffic())
+    old = sum((traffic[r.replica_id] for r in mine if r.revision != service.revision), ReplicaTraffic())
+    if new.requests < ERROR_RATE_MIN_REQUESTS:
+        return None
+    baseline = old.error_rate if old.requests >= ERROR_RATE_MIN_REQUESTS else 0.0
+    if new.error_rate < max(baseline + ERROR_RATE_MARGIN, baseline * ERROR_RATE_FACTOR):
+        return None
+    return (
+        f"Service {service.service} answered {new.error_rate:.0%} of {new.requests} requests with errors, "
+        f"against {baseline:.0%} for the previous revision"
+    )
 
 
 def _record_outcomes(

@@ -33,7 +33,7 @@ class Runtime:
     async def running(self) -> AsyncIterator[None]:
         gateway = Gateway(self.gateway_host, self.check_token)
         stop = asyncio.Event()
-        task = asyncio.create_task(self.reconciler.run(gateway.apply, self.interval_s, stop))
+        task = asyncio.create_task(self.reconciler.run(gateway, self.interval_s, stop))
         try:
             yield
         finally:

@@ -1,0 +1,27 @@
+"""What the gateway counts per replica and the reconciler reads: answers, errors, requests in flight.
+
+Counts are cumulative for as long as the gateway routes to the replica's URL; the reader takes
+differences or rates as it needs them.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ReplicaTraffic:
+    requests: int = 0  # exchanges that ended: answered, or failed before an answer
+    errors: int = 0  # of those, 5xx answers and failures (refused, closed, cut off)
+    in_flight: int = 0
+
+    def __add__(self, other: "ReplicaTraffic") -> "ReplicaTraffic":
+        return ReplicaTraffic(
+            self.requests + other.requests, self.errors + other.errors, self.in_flight + other.in_flight
+        )
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+Traffic = Mapping[str, ReplicaTraffic]  # by replica URL, e.g. "http://127.0.0.1:41234"
