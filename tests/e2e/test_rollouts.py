@@ -35,6 +35,7 @@ class Ver:
 
     @bentoml.api
     def version(self) -> str:
+        {fail}
         return VERSION
 """
 
@@ -80,15 +81,20 @@ def steady_load(url: str) -> Iterator[Load]:
 
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory: pytest.TempPathFactory) -> tuple[BentomlCli, dict[str, str]]:
-    """Bentos ver:<v1>, ver:<v2> and a v3 that crashes when served; returns the CLI and their tags."""
+    """Bentos ver:<v1>, ver:<v2>, a v3 that crashes when served and a v4 whose API always fails;
+    returns the CLI and their tags."""
     root = tmp_path_factory.mktemp("versions")
     cli = BentomlCli(home=root / "bentoml-home")
     tags = {}
-    for version, crash in (("1", "pass"), ("2", "pass"), ("3", "raise RuntimeError('broken on purpose')")):
-        project = write_project(
-            root / f"v{version}", VERSIONED_SOURCE.format(version=version, crash=crash), "Ver"
-        )
-        tags[version] = cli.build(project)
+    broken = "raise RuntimeError('broken on purpose')"
+    for version, crash, fail in (
+        ("1", "pass", ""),
+        ("2", "pass", ""),
+        ("3", broken, ""),
+        ("4", "pass", broken),
+    ):
+        source = VERSIONED_SOURCE.format(version=version, crash=crash, fail=fail)
+        tags[version] = cli.build(write_project(root / f"v{version}", source, "Ver"))
     return cli, tags
 
 
@@ -139,6 +145,11 @@ def replicas(server: TiffinServer) -> list[tuple[str, str, str]]:
 def status(server: TiffinServer) -> dict[str, str]:
     body = server.client().get("/api/v2/deployments/ver").json()
     return {"status": body["status"], "message": body["status_message"]}
+
+
+def events(server: TiffinServer) -> list[dict[str, str]]:
+    items: list[dict[str, str]] = server.client().get("/api/v2/deployments/ver/events").json()["items"]
+    return items
 
 
 def only_version(load: Load, version: str, count: int = 20) -> bool:
@@ -192,6 +203,34 @@ def test_a_broken_revision_leaves_the_old_one_serving_until_rollback(
         wait_for(lambda: len(load.results) > count + 20, "more traffic after the rollback")
     assert not load.failures, load.failures[:5]
     assert set(load.versions()) == {"1"}
+    timeline = cli.tiffin("events", "ver", "--limit", "1000").stdout
+    for said in ("Rolling Service Ver out to revision", "failed:", "Rollout stuck", "admin rolled back to"):
+        assert said in timeline, timeline
+
+
+def test_best_effort_rolls_back_by_itself_when_the_new_revision_answers_with_errors(
+    tiffin: TiffinServer, versions: tuple[BentomlCli, dict[str, str]], tmp_path: Path
+) -> None:
+    cli, tags = versions
+    url = deploy(tiffin, cli, tmp_path, tags["1"], "BestEffortControlledRollout")
+    with steady_load(url) as load:
+        wait_for(lambda: only_version(load, "1"), "version 1 to serve")
+        update(cli, tmp_path, tags["4"], "BestEffortControlledRollout")
+        wait_for(
+            lambda: any(e["kind"] == "rollback" for e in events(tiffin)),
+            "an automatic rollback",
+            describe=lambda: f"{status(tiffin)} {replicas(tiffin)}",
+        )
+        wait_for(
+            lambda: only_version(load, "1") and status(tiffin)["status"] == "running",
+            "version 1 only, running",
+            describe=lambda: f"{status(tiffin)} {replicas(tiffin)}",
+        )
+    rollback = next(e["message"] for e in events(tiffin) if e["kind"] == "rollback")
+    assert "rolled back automatically" in rollback and "with errors" in rollback, rollback
+    newest = tiffin.client().get("/api/v2/deployments/ver/revisions").json()["items"][0]
+    assert newest["bento"] == tags["1"] and newest["active"]
+    assert load.failures and {status for status, _ in load.failures} == {"500"}, "only v4's own errors"
 
 
 def test_recreate_never_serves_the_old_version_after_the_new_one_and_holds_requests_in_the_gap(

@@ -247,3 +247,12 @@ def test_best_effort_rolls_back_on_a_clearly_worse_error_rate(
 def test_other_strategies_ignore_error_rates() -> None:
     rollout = best_effort_mid_rollout()
     assert judged(rollout, ReplicaTraffic(100, 100), ReplicaTraffic(100, 0), "RollingUpdate") == []
+
+
+def test_after_a_rollback_the_replicas_of_the_undone_revision_go_first() -> None:
+    rollout = best_effort_mid_rollout()  # settled rev1; rev1 and rev2 both serving
+    actions, _ = plan(
+        [desired("rev3", 3, "BestEffortControlledRollout")], rollout.backend.observe(), rollout.book, 0, str
+    )
+    stopped = [a.replica_id for a in actions if isinstance(a, Stop)]
+    assert stopped and all(r.startswith("rev2") for r in stopped), stopped

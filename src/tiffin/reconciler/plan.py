@@ -251,8 +251,8 @@ def _roll(
     budget = service.budget
     if budget.recreate:
         return [Stop(r.replica_id, "Recreate: old replicas go before new ones start") for r in old], book
-    stops = _old_to_stop(service, new, old)
     health = book.health(service.key)
+    stops = _old_to_stop(service, new, old, health.settled_revision)
     if budget.pause_s and any(r.phase is ReplicaPhase.RUNNING for r in old if r.replica_id in _ids(stops)):
         health = replace(health, paused_until=now + budget.pause_s)
         book = book.with_health(service.key, health)
@@ -262,9 +262,14 @@ def _roll(
     return [*stops, *starts], book
 
 
-def _old_to_stop(service: DesiredService, new: list[ReplicaStatus], old: list[ReplicaStatus]) -> list[Stop]:
-    """Old replicas that serve nothing go at once; ready ones only while enough replicas stay ready."""
-    ready_old = [r for r in old if r.phase is ReplicaPhase.RUNNING]
+def _old_to_stop(
+    service: DesiredService, new: list[ReplicaStatus], old: list[ReplicaStatus], settled: str
+) -> list[Stop]:
+    """Old replicas that serve nothing go at once; ready ones only while enough replicas stay ready,
+    those of a revision that never finished its rollout (say, the one rolled back from) first."""
+    ready_old = sorted(
+        (r for r in old if r.phase is ReplicaPhase.RUNNING), key=lambda r: r.revision == settled
+    )
     new_ready = sum(r.phase is ReplicaPhase.RUNNING for r in new)
     floor = service.replicas - service.budget.max_unavailable
     removable = len(ready_old) if new_ready >= service.replicas else len(ready_old) + new_ready - floor
