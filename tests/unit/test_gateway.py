@@ -19,7 +19,7 @@ import uvicorn
 from tests.support.server import free_port
 
 from tiffin.gateway import Gateway, GatewaySettings
-from tiffin.routing.snapshot import DeploymentRoute, RoutingSnapshot, ServiceRoute
+from tiffin.routing.snapshot import Admission, DeploymentRoute, RoutingSnapshot, ServiceRoute
 from tiffin.routing.traffic import ReplicaTraffic
 
 pytestmark = pytest.mark.anyio
@@ -205,15 +205,19 @@ def deployment(
     entry: str | None = None,
     port: int | None = None,
     internal: Mapping[str, int] | None = None,
+    hold_s: float = 0.0,
+    admission: Admission | None = None,
     **fields: Any,
 ) -> DeploymentRoute:
-    """A DeploymentRoute; endpoints are fake replicas (or raw URLs); ports are fresh unless given."""
+    """A DeploymentRoute; endpoints are fake replicas (or raw URLs); ports are fresh unless given; every
+    Service gets `admission`, or by default none but waiting up to `hold_s` for a replica."""
     internal = dict(internal or {})
     routes = {
         service: ServiceRoute(
             service,
             internal.get(service) or free_port(),
             tuple(e.url if isinstance(e, Replica) else e for e in endpoints),
+            admission or Admission(hold_s=hold_s),
         )
         for service, endpoints in services.items()
     }
@@ -580,11 +584,11 @@ async def test_traffic_counts_requests_errors_and_in_flight_per_replica(
 
     traffic = gateway.traffic()
 
-    assert traffic[api.url] == ReplicaTraffic(requests=6, errors=2, in_flight=1)
-    assert traffic[refused].requests == traffic[refused].errors >= 1, "a refused connection is an error"
+    assert traffic.replicas[api.url] == ReplicaTraffic(requests=6, errors=2, in_flight=1)
+    assert traffic.replicas[refused].requests == traffic.replicas[refused].errors >= 1, "refused: an error"
     api.gate.set()
     assert (await slow).status_code == 200
-    assert gateway.traffic()[api.url] == ReplicaTraffic(requests=7, errors=2, in_flight=0)
+    assert gateway.traffic().replicas[api.url] == ReplicaTraffic(requests=7, errors=2, in_flight=0)
 
 
 async def test_no_endpoint_accepting_answers_502_with_a_message(
@@ -957,3 +961,101 @@ async def test_close_answers_held_requests(tokens: Tokens, client: httpx.AsyncCl
     assert response.status_code == 503
     assert response.headers["connection"] == "close"
     assert gateway.waiting == 0
+
+
+# --- the external queue, traffic.timeout and demand ---------------------------------------------------
+
+
+def queued(max_concurrency: int = 1, capacity: int = 0, **more: float) -> Admission:
+    return Admission(hold_s=5, queue=True, max_concurrency=max_concurrency, queue_capacity=capacity, **more)
+
+
+async def test_the_queue_keeps_each_replica_under_max_concurrency_and_serves_in_arrival_order(
+    gateway: Gateway, client: httpx.AsyncClient, replicas: Callable[[str], Awaitable[Replica]]
+) -> None:
+    api = await replicas("api")
+    shop = deployment("shop", {"Api": [api]}, admission=queued(max_concurrency=1))
+    await gateway.apply(snapshot(shop))
+
+    pending = []
+    for n in range(3):
+        pending.append(asyncio.create_task(client.get(url(shop.port, f"/slow?n={n}"))))
+        await eventually(lambda: len(api.seen) + gateway.waiting == len(pending))
+    assert len(api.seen) == 1 and gateway.waiting == 2, "one at the replica, two in line"
+    assert gateway.traffic().queues[("shop", "Api")].waiting == 2
+    api.gate.set()
+    responses = await asyncio.wait_for(asyncio.gather(*pending), 10)
+
+    assert [r.status_code for r in responses] == [200] * 3
+    assert [seen.query for seen in api.seen] == ["n=0", "n=1", "n=2"]
+    assert gateway.waiting == 0 and gateway.traffic().queues == {}
+
+
+async def test_a_full_queue_answers_429_with_retry_after(
+    gateway: Gateway, client: httpx.AsyncClient, replicas: Callable[[str], Awaitable[Replica]]
+) -> None:
+    api = await replicas("api")
+    shop = deployment("shop", {"Api": [api]}, admission=queued(max_concurrency=1, capacity=2))
+    await gateway.apply(snapshot(shop))
+    pending = [asyncio.create_task(client.get(url(shop.port, "/slow"))) for _ in range(3)]
+    await eventually(lambda: len(api.seen) == 1 and gateway.waiting == 2)
+
+    refused = await client.get(url(shop.port, "/slow"))
+
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+    assert refused.json()["message"] == (
+        "Deployment shop: Service Api has 2 requests waiting, its queue's limit: retry later."
+    )
+    api.gate.set()
+    assert [r.status_code for r in await asyncio.gather(*pending)] == [200] * 3
+
+
+async def test_without_the_queue_max_concurrency_is_the_replicas_business(
+    gateway: Gateway, client: httpx.AsyncClient, replicas: Callable[[str], Awaitable[Replica]]
+) -> None:
+    api = await replicas("api")
+    shop = deployment("shop", {"Api": [api]}, admission=Admission(hold_s=5, max_concurrency=1))
+    await gateway.apply(snapshot(shop))
+
+    pending = [asyncio.create_task(client.get(url(shop.port, "/slow"))) for _ in range(3)]
+    await eventually(lambda: len(api.seen) == 3)
+
+    assert gateway.waiting == 0
+    api.gate.set()
+    assert [r.status_code for r in await asyncio.gather(*pending)] == [200] * 3
+
+
+async def test_a_request_waiting_for_a_service_with_no_replica_is_announced_as_demand(
+    tokens: Tokens, client: httpx.AsyncClient, replicas: Callable[[str], Awaitable[Replica]]
+) -> None:
+    heard: list[tuple[str, str]] = []
+    gateway = Gateway("127.0.0.1", tokens.check, on_demand=heard.append)
+    api = await replicas("api")
+    shop = deployment("shop", {"Api": []}, admission=queued())
+    try:
+        await gateway.apply(snapshot(shop))
+        pending = asyncio.create_task(client.get(url(shop.port, "/wake")))
+        await eventually(lambda: gateway.waiting == 1)
+        assert heard == [("shop", "Api")]
+        await gateway.apply(snapshot(with_ready(shop, {"Api": [api]})))
+        assert (await asyncio.wait_for(pending, 10)).status_code == 200
+    finally:
+        await gateway.close()
+
+
+async def test_a_replica_slower_than_traffic_timeout_gets_a_504(
+    gateway: Gateway, client: httpx.AsyncClient, replicas: Callable[[str], Awaitable[Replica]]
+) -> None:
+    api = await replicas("api")
+    shop = deployment("shop", {"Api": [api]}, admission=Admission(timeout_s=0.3))
+    await gateway.apply(snapshot(shop))
+
+    slow = await client.get(url(shop.port, "/slow"))
+    quick = await client.get(url(shop.port, "/"))
+
+    assert slow.status_code == 504
+    assert slow.json()["message"] == (
+        "Deployment shop: Service Api did not answer within its traffic.timeout of 0.3 s."
+    )
+    assert quick.status_code == 200, "the connection and the replica stay usable"
+    assert gateway.traffic().replicas[api.url] == ReplicaTraffic(requests=2, errors=1, in_flight=0)

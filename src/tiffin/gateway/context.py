@@ -1,9 +1,11 @@
 """What every client connection of one gateway shares: the current route table, token cache, settings.
 
 `table` is replaced whole by `Gateway.apply()`; a connection reads it once per request, so each
-request is routed by one consistent snapshot. `holds` keeps the requests waiting for a ready replica.
+request is routed by one consistent snapshot. `holds` keeps the requests waiting for a replica;
+`on_demand` hears when one waits for a Service that has none ready (so one can be started at once).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tiffin.gateway.auth import TokenCache
@@ -19,3 +21,4 @@ class GatewayContext:
     settings: GatewaySettings
     advertised_host: str  # what `Service.get_hosts()` is told the internal routes listen on
     holds: Holds
+    on_demand: Callable[[tuple[str, str]], None]  # a request waits for a Service with no ready replica

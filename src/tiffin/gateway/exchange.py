@@ -62,8 +62,12 @@ class Exchange:
         self._response: ResponseHead | None = None
         self._response_framer: Framer | None = None
         self._keep_client = False
+        self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
+        timeout = self.target.admission.timeout_s
+        if timeout > 0:
+            self._timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
         self._next_endpoint()
 
     # choosing and connecting
@@ -169,6 +173,7 @@ class Exchange:
         while (raw := upstream.take_head(self.settings.max_head_bytes)) is not None:
             response = parse_response(raw)
             if response.status >= 200:
+                self._stop_timer()
                 if self._endpoint is not None:
                     self._endpoint.count(response.status)
                 self._response = response
@@ -267,12 +272,32 @@ class Exchange:
             self._detach("abort")
             self._bad_gateway(f"the replica of Service {self.target.service} {what}")
 
-    def _bad_gateway(self, what: str) -> None:
+    def _bad_gateway(self, what: str, status: int = 502) -> None:
         keep = self.keep_alive and not self._uploading and self.framer.done
         text = f"Deployment {self.target.deployment}: {what}."
         head_only = self.request.method == b"HEAD"
-        self.client.write(render(message(502, text), close=not keep, head_only=head_only))
+        self.client.write(render(message(status, text), close=not keep, head_only=head_only))
         self._finish(keep)
+
+    def _timed_out(self) -> None:
+        """`traffic.timeout` passed without a response head: 504, and the replica connection is reset."""
+        self._timer = None
+        if self._finished or self._response is not None:
+            return
+        if self._endpoint is not None:
+            self._endpoint.count(504)
+        self._detach("abort")
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
+        timeout = self.target.admission.timeout_s
+        what = f"Service {self.target.service} did not answer within its traffic.timeout of {timeout:g} s"
+        self._bad_gateway(what, 504)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def cancel(self) -> None:
         """The client is gone: stop everything this exchange started."""
@@ -290,6 +315,7 @@ class Exchange:
         if self._finished:
             return
         self._finished = True
+        self._stop_timer()
         self._leave_endpoint()
         self.client.release(UPLOAD)
         self._done(keep)

@@ -1,9 +1,10 @@
-"""What the gateway answers itself before any replica is involved.
+"""What the gateway answers itself before any replica is involved, and when a request may go on.
 
 In order: no route on this port, `Service.get_hosts()` discovery (internal ports, no auth: the runtime
-sends none), bearer auth for protected deployments, terminated deployments, and Services with no ready
-replica. Auth comes before status so an unauthenticated caller learns nothing about the deployment, and
-before any wait for a replica, so a request without a valid token is never held.
+sends none), bearer auth for protected deployments, terminated deployments; then admission: forward,
+wait for a replica (none ready, or the Service's queue), or refuse (no waiting allowed, queue full).
+Auth comes before status so an unauthenticated caller learns nothing about the deployment, and before
+any wait for a replica, so a request without a valid token is never held.
 """
 
 import json
@@ -17,17 +18,16 @@ from tiffin.gateway.table import Route
 TERMINATED = "terminated"
 
 
-class NotReady(Enum):
-    """No ready replica yet, and the route allows waiting (`hold_s`): hold the request until one is."""
-
-    HOLD = 0
+class Admit(Enum):
+    FORWARD = 0  # a ready replica has room: send the request on now
+    HOLD = 1  # wait in the Service's line for a replica with room (up to `hold_s`)
 
 
 def local_reply(
     request: RequestHead, route: Route | None, port: int, tokens: Lookup, advertised_host: str
-) -> Reply | TokenToCheck | NotReady | None:
-    """The reply the gateway gives itself, None when the request goes to a replica, the token whose
-    scopes must be fetched before deciding, or `NotReady.HOLD` when it should wait for a replica."""
+) -> Reply | TokenToCheck | None:
+    """The reply the gateway gives itself, the token whose scopes must be fetched before deciding, or
+    None when the request is for a replica (then `admit` says whether it goes on now)."""
     if route is None:
         return message(404, f"No deployment is served on port {port}: check the deployment's URL.")
     if route.internal and b"resolve-runner" in request.fields.index:
@@ -39,9 +39,29 @@ def local_reply(
             return refusal
     if deployment.status == TERMINATED:
         return message(503, f"Deployment {deployment.name} is terminated: restore it to serve traffic.")
-    if not route.target.endpoints:
-        return NotReady.HOLD if deployment.hold_s > 0 else not_ready(route)
     return None
+
+
+def admit(route: Route, waiting: int, resumed: bool) -> Admit | Reply:
+    """`waiting`: requests already in the Service's line; `resumed`: this one comes from its head."""
+    target, rules = route.target, route.target.admission
+    if has_room(route) and (resumed or not rules.queue or waiting == 0):
+        return Admit.FORWARD
+    if rules.queue and rules.queue_capacity and not resumed and waiting >= rules.queue_capacity:
+        return message(
+            429,
+            f"Deployment {route.deployment.name}: Service {target.service} has {waiting} requests waiting,"
+            " its queue's limit: retry later.",
+            ("retry-after", "1"),
+        )
+    return Admit.HOLD if rules.hold_s > 0 else not_ready(route)
+
+
+def has_room(route: Route) -> bool:
+    """A ready replica of the route's Service can take a request now (under its `max_concurrency`)."""
+    target = route.target
+    cap = target.admission.max_concurrency if target.admission.queue else 0
+    return any(cap == 0 or e.in_flight < cap for e in target.endpoints)
 
 
 def _resolve_runner(request: RequestHead, route: Route, advertised_host: str) -> Reply:
@@ -58,7 +78,7 @@ def _resolve_runner(request: RequestHead, route: Route, advertised_host: str) ->
 
 
 def not_ready(route: Route) -> Reply:
-    """503 for a Service with no ready replica (now, or within the route's `hold_s`)."""
+    """503 for a Service with no replica to serve a request (now, or within its `hold_s`)."""
     deployment = route.deployment
     text = deployment.message or (
         f"Deployment {deployment.name} has no ready replica of Service {route.target.service} yet:"

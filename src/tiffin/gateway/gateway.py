@@ -9,6 +9,7 @@ first. A once-a-second sweep closes idle connections on both sides.
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from tiffin.gateway.auth import TokenCache, TokenCheck
 from tiffin.gateway.context import GatewayContext
@@ -27,12 +28,22 @@ class Gateway:
     """Usage, inside a running event loop: `gateway = Gateway("127.0.0.1", check_token)`, then
     `await gateway.apply(snapshot)` whenever the reconciler publishes, and `await gateway.close()`."""
 
-    def __init__(self, host: str, check_token: TokenCheck, settings: GatewaySettings | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        check_token: TokenCheck,
+        settings: GatewaySettings | None = None,
+        on_demand: Callable[[tuple[str, str]], None] = lambda key: None,
+    ) -> None:
+        """`on_demand((deployment, service))` is called (in the loop) when a request starts waiting for
+        a Service that has no ready replica."""
         self._settings = settings or GatewaySettings()
         tokens = TokenCache(check_token, self._settings.token_ttl_s, self._settings.invalid_token_ttl_s)
         advertised = "127.0.0.1" if host in _WILDCARD_HOSTS else host
         self._holds = Holds()
-        self._context = GatewayContext(RouteTable({}, {}), tokens, self._settings, advertised, self._holds)
+        self._context = GatewayContext(
+            RouteTable({}, {}), tokens, self._settings, advertised, self._holds, on_demand
+        )
         self._listeners = Listeners(host, self._context)
         self._endpoints = Endpoints()
         self._sweeper: asyncio.Task[None] | None = None
@@ -49,8 +60,9 @@ class Gateway:
         return self._holds.waiting
 
     def traffic(self) -> Traffic:
-        """Per replica URL: requests and errors so far, and requests in flight now (call in the loop)."""
-        return self._endpoints.traffic()
+        """Per replica URL: requests and errors so far, requests in flight now; per Service: requests
+        waiting (call in the loop)."""
+        return Traffic(self._endpoints.traffic(), self._holds.stats())
 
     async def apply(self, snapshot: RoutingSnapshot) -> None:
         """Serve `snapshot` from now on; raises ValueError, changing nothing, if it is inconsistent."""

@@ -18,7 +18,7 @@ from tiffin.gateway.conn import Side
 from tiffin.gateway.context import GatewayContext
 from tiffin.gateway.exchange import Exchange
 from tiffin.gateway.framing import Framer, Length, request_framer
-from tiffin.gateway.gate import NotReady, local_reply, no_longer_served, not_ready
+from tiffin.gateway.gate import Admit, admit, has_room, local_reply, no_longer_served, not_ready
 from tiffin.gateway.headers import wants_close
 from tiffin.gateway.http1 import HttpError, RequestHead, parse_request
 from tiffin.gateway.replies import CONTINUE, Reply, message, render
@@ -107,8 +107,8 @@ class ClientSession(Side):
         if self._deciding is not None:
             self._deciding.cancel()
         if self._held is not None:
+            self._context.holds.drop(self._held.route.target.key, self)
             self._held = None
-            self._context.holds.drop(self._listener.port, self)
         self.abort()
 
     # requests
@@ -153,20 +153,25 @@ class ClientSession(Side):
     ) -> None:
         """`deadline`: until when a request held before may still wait for a replica."""
         context = self._context
-        outcome = local_reply(request, route, self._listener.port, lookup, context.advertised_host)
+        reply = local_reply(request, route, self._listener.port, lookup, context.advertised_host)
+        if isinstance(reply, TokenToCheck):
+            check = self._check(request, framer, route, reply.token, deadline)
+            self._deciding = self._loop.create_task(check)
+            return
+        outcome: Reply | Admit | None = reply
         if outcome is None:
             assert route is not None
+            outcome = admit(route, context.holds.count(route.target.key), resumed=deadline is not None)
+        if outcome is Admit.FORWARD:
+            assert route is not None
             self._forward(request, framer, route.target)
-        elif isinstance(outcome, Reply):
-            self._answer(request, framer, outcome)
-        elif isinstance(outcome, TokenToCheck):
-            check = self._check(request, framer, route, outcome.token, deadline)
-            self._deciding = self._loop.create_task(check)
-        else:
-            assert route is not None and outcome is NotReady.HOLD
+        elif outcome is Admit.HOLD:
+            assert route is not None
             if deadline is None:
-                deadline = self._loop.time() + route.deployment.hold_s
+                deadline = self._loop.time() + route.target.admission.hold_s
             self._hold(Held(request, framer, route, deadline))
+        else:
+            self._answer(request, framer, outcome)
 
     async def _check(
         self, request: RequestHead, framer: Framer, route: Route | None, token: str, deadline: float | None
@@ -196,7 +201,10 @@ class ClientSession(Side):
             self._answer(held.request, held.framer, no_longer_served(held.route))
             return
         self._held = held
-        self._context.holds.add(self._listener.port, self, held.deadline)
+        target = held.route.target
+        self._context.holds.add(target.key, self._listener.port, self, held.deadline)
+        if not target.endpoints:
+            self._context.on_demand(target.key)
 
     def on_route(self, route: Route | None) -> None:
         """A new table: decide again with the route the port serves now (see `holds.Waiter`)."""
@@ -236,7 +244,13 @@ class ClientSession(Side):
                 self.write(CONTINUE)
         body = (framer, payload)
         settings = self._context.settings
-        self._exchange = Exchange(self, self.peer_host, request, body, target, settings, self._request_done)
+
+        def done(keep: bool) -> None:
+            if target.admission.queue:
+                self._context.holds.free(target.key, self._context.table.routes, has_room)
+            self._request_done(keep)
+
+        self._exchange = Exchange(self, self.peer_host, request, body, target, settings, done)
         self._exchange.start()
 
     def _wait_for_body(self, request: RequestHead) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from tiffin.gateway.balancer import Balancer, Policy, make_balancer
 from tiffin.gateway.upstream import Endpoint, Endpoints
-from tiffin.routing.snapshot import DeploymentRoute, RoutingSnapshot, ServiceRoute
+from tiffin.routing.snapshot import Admission, DeploymentRoute, RoutingSnapshot, ServiceRoute
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,11 @@ class ServiceTarget:
     service: str
     endpoints: tuple[Endpoint, ...]
     balancer: Balancer
+    admission: Admission
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.deployment, self.service)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +93,7 @@ def _target(
     policy: Policy,
 ) -> ServiceTarget:
     chosen = tuple(_endpoint(url, registry, endpoints) for url in dict.fromkeys(service.endpoints))
-    return ServiceTarget(deployment, name, chosen, make_balancer(policy, chosen))
+    return ServiceTarget(deployment, name, chosen, make_balancer(policy, chosen), service.admission)
 
 
 def _endpoint(url: str, registry: Endpoints, endpoints: dict[str, Endpoint]) -> Endpoint:

@@ -13,7 +13,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from tiffin.gateway.conn import Side
-from tiffin.routing.traffic import ReplicaTraffic, Traffic
+from tiffin.routing.traffic import ReplicaTraffic
 
 MAX_IDLE_PER_ENDPOINT = 256
 
@@ -143,7 +143,7 @@ class Endpoints:
                 endpoint.retire()
         self._by_url = dict(endpoints)
 
-    def traffic(self) -> Traffic:
+    def traffic(self) -> dict[str, ReplicaTraffic]:
         return {url: ReplicaTraffic(e.requests, e.errors, e.in_flight) for url, e in self._by_url.items()}
 
     def expire_idle(self, idle_before: float) -> None:

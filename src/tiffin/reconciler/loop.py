@@ -10,7 +10,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -22,14 +22,14 @@ from tiffin.artifacts.storage import ArtifactStore
 from tiffin.backends.protocol import Backend, ReplicaPhase, ReplicaStatus
 from tiffin.builder import Builder
 from tiffin.core.clock import Clock
-from tiffin.core.deployment_config import ServiceSettings
 from tiffin.core.instance_types import InstanceType
+from tiffin.reconciler.admission import admission, cold_start_timeout
 from tiffin.reconciler.builds import BuildTracker
 from tiffin.reconciler.desired import Wanted, read_wanted
 from tiffin.reconciler.draining import Drains
 from tiffin.reconciler.events import Happened, View, action_events, changes, status_change, view_of
 from tiffin.reconciler.plan import Action, DesiredService, Forget, RestartBook, RollBack, Start, Stop, plan
-from tiffin.reconciler.readiness import DEFAULT_READY_TIMEOUT_S, ReadinessDeadlines
+from tiffin.reconciler.readiness import ReadinessDeadlines
 from tiffin.reconciler.routing import RouteInput, snapshot
 from tiffin.reconciler.specs import RuntimeContext, replica_template
 from tiffin.reconciler.status import Status, build_status, runtime_status, terminated_status
@@ -43,6 +43,7 @@ from tiffin.store.secret_box import SecretBox
 from tiffin.store.secrets import SecretStore
 
 log = logging.getLogger("tiffin.reconciler")
+DEFAULT_QUEUE_CAPACITY = 1000  # requests waiting per queued Service, beyond which the gateway answers 429
 MIN_ZERO_NOTE = "min_replicas 0 runs one replica until autoscaling is available."
 
 
@@ -66,6 +67,7 @@ class ReconcilerDeps:
     api_endpoint: str
     clock: Clock
     ports: PortPool
+    queue_capacity: int = DEFAULT_QUEUE_CAPACITY
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class Reconciler:
             ]
         decided = self._decide(wanted, observed)
         observed = self._deadlines.as_seen(observed, decided.ready_timeouts, now)
-        by_replica = _by_replica(observed, traffic or {})
+        by_replica = _by_replica(observed, traffic.replicas if traffic else {})
         actions, self._book = plan(decided.desired, observed, self._book, now, _replica_id, by_replica)
         happened = self._happened(decided.desired, observed, actions)
         self._act(actions, {r.replica_id: r for r in actual}, now)
@@ -123,12 +125,12 @@ class Reconciler:
         timeouts: dict[tuple[str, str, str], float] = {}
         for want in wanted:
             for settings in want.settings:
-                timeouts[(want.name, settings.name, want.revision)] = _cold_start(settings)
+                timeouts[(want.name, settings.name, want.revision)] = cold_start_timeout(settings)
             mine = [r for r in observed if r.deployment == want.name]
             services, status = self._desired_of(want, mine)
             desired += services
             statuses[want.name] = status
-            routes.append(_route_input(want, status))
+            routes.append(_route_input(want, status, self._deps.queue_capacity))
         return _Decided(desired, routes, statuses, timeouts)
 
     def _desired_of(
@@ -274,7 +276,9 @@ class Reconciler:
         self._builds.close()
 
 
-def _by_replica(observed: Sequence[ReplicaStatus], traffic: Traffic) -> dict[str, ReplicaTraffic]:
+def _by_replica(
+    observed: Sequence[ReplicaStatus], traffic: Mapping[str, ReplicaTraffic]
+) -> dict[str, ReplicaTraffic]:
     return {r.replica_id: traffic[r.url] for r in observed if r.url is not None and r.url in traffic}
 
 
@@ -288,11 +292,6 @@ def _write_events(session: Session, ids: dict[str, int], happened: Sequence[Happ
         events.prune(session, deployment_id)
 
 
-def _cold_start(settings: ServiceSettings) -> float:
-    timeout = settings.cold_start_timeout
-    return float(timeout) if timeout else DEFAULT_READY_TIMEOUT_S
-
-
 def _replica_id(service: DesiredService) -> str:
     return f"{service.deployment}-{service.service.lower()}-{service.revision[:6]}-{secrets.token_hex(2)}"
 
@@ -301,10 +300,8 @@ def _status_changed(row: Deployment, status: Status | None) -> bool:
     return status is not None and (row.status, row.status_message) != (status.status, status.message)
 
 
-def _route_input(want: Wanted, status: Status) -> RouteInput:
-    entry = next((s for s in want.settings if s.name == want.entry_service), None) if want.manifest else None
+def _route_input(want: Wanted, status: Status, queue_capacity: int) -> RouteInput:
     return RouteInput(
-        hold_s=_cold_start(entry) if entry else 0.0,
         name=want.name,
         port=want.port,
         entry_service=want.entry_service if want.manifest else "",
@@ -312,4 +309,5 @@ def _route_input(want: Wanted, status: Status) -> RouteInput:
         protected=want.protected,
         status=status.status,
         message=status.message,
+        admissions={s.name: admission(s, want.manifest, queue_capacity) for s in want.settings},
     )

@@ -1,10 +1,10 @@
 """Builds the routing snapshot the gateway serves from deployments and the replicas observed."""
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus
-from tiffin.routing.snapshot import DeploymentRoute, RoutingSnapshot, ServiceRoute
+from tiffin.routing.snapshot import Admission, DeploymentRoute, RoutingSnapshot, ServiceRoute
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,7 @@ class RouteInput:
     protected: bool
     status: str
     message: str
-    hold_s: float = 0.0
+    admissions: Mapping[str, Admission] = field(default_factory=dict)  # by Service; default: no waiting
 
 
 def snapshot(deployments: Sequence[RouteInput], observed: Sequence[ReplicaStatus]) -> RoutingSnapshot:
@@ -26,7 +26,12 @@ def snapshot(deployments: Sequence[RouteInput], observed: Sequence[ReplicaStatus
 
 def _route(deployment: RouteInput, observed: Sequence[ReplicaStatus]) -> DeploymentRoute:
     services = {
-        name: ServiceRoute(name, port, _endpoints(deployment.name, name, observed))
+        name: ServiceRoute(
+            name,
+            port,
+            _endpoints(deployment.name, name, observed),
+            deployment.admissions.get(name, Admission()),
+        )
         for name, port in deployment.internal_ports.items()
     }
     return DeploymentRoute(
@@ -37,7 +42,6 @@ def _route(deployment: RouteInput, observed: Sequence[ReplicaStatus]) -> Deploym
         protected=deployment.protected,
         status=deployment.status,
         message=deployment.message,
-        hold_s=deployment.hold_s,
     )
 
 

@@ -9,10 +9,29 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class Admission:
+    """How the gateway admits requests to one Service.
+
+    Without `queue`, requests go straight to a ready replica (and its own 503 passes through); while
+    there is none, they wait up to `hold_s`. With `queue`, each replica gets at most `max_concurrency`
+    requests at once (0: no cap) and the rest wait in arrival order, at most `queue_capacity` of them
+    (0: no bound; beyond it, 429), each up to `hold_s`. `timeout_s` bounds the wait for a replica's
+    response head once a request is forwarded (0: none; then 504).
+    """
+
+    hold_s: float = 0.0
+    queue: bool = False
+    max_concurrency: int = 0
+    queue_capacity: int = 0
+    timeout_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class ServiceRoute:
     name: str
     internal_port: int  # the loopback port other Services' replicas use as this Service's URL
     endpoints: tuple[str, ...] = ()  # base URLs of READY replicas only, e.g. "http://127.0.0.1:41234"
+    admission: Admission = Admission()
 
 
 @dataclass(frozen=True)
@@ -24,7 +43,6 @@ class DeploymentRoute:
     protected: bool = False  # requires `Authorization: Bearer <token>` with protected_endpoint scope
     status: str = "running"  # e.g. "terminated": the gateway answers with a clear error instead
     message: str = ""  # why traffic cannot be served, when there is no ready replica
-    hold_s: float = 0.0  # how long a request may wait for a ready replica (0: answer 503 at once)
 
 
 @dataclass(frozen=True)

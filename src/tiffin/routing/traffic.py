@@ -1,6 +1,7 @@
-"""What the gateway counts per replica and the reconciler reads: answers, errors, requests in flight.
+"""What the gateway counts and the reconciler reads: per replica answers, errors and requests in flight,
+per Service the requests waiting for a replica.
 
-Counts are cumulative for as long as the gateway routes to the replica's URL; the reader takes
+Replica counts are cumulative for as long as the gateway routes to the replica's URL; the reader takes
 differences or rates as it needs them.
 """
 
@@ -24,4 +25,13 @@ class ReplicaTraffic:
         return self.errors / self.requests if self.requests else 0.0
 
 
-Traffic = Mapping[str, ReplicaTraffic]  # by replica URL, e.g. "http://127.0.0.1:41234"
+@dataclass(frozen=True)
+class QueueStats:
+    waiting: int = 0  # requests waiting for a replica (none ready, or all at their max_concurrency)
+    oldest_wait_s: float = 0.0  # how long the longest-waiting one has waited
+
+
+@dataclass(frozen=True)
+class Traffic:
+    replicas: Mapping[str, ReplicaTraffic]  # by replica URL, e.g. "http://127.0.0.1:41234"
+    queues: Mapping[tuple[str, str], QueueStats]  # by (deployment, Service); only non-empty queues
