@@ -322,6 +322,25 @@ def test_no_gpu_means_empty_cuda_visible_devices(backend: LocalBackend, tmp_path
     assert get(status.url)["env"]["CUDA_VISIBLE_DEVICES"] == ""
 
 
+def test_usage_sums_the_tree_and_subscribers_hear_phase_changes(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    heard: list[str] = []
+    backend.subscribe(lambda: heard.append("changed"))
+    backend.start(fake_spec(tmp_path, "r-usage"))
+    assert "r-usage" not in backend.usage(), "a replica that is not running yet uses nothing"
+    status = wait_phase(backend, "r-usage", ReplicaPhase.RUNNING)
+    assert heard, "getting ready is a phase change"
+    assert status.url is not None
+    before = backend.usage()["r-usage"]
+
+    get(f"{status.url}/alloc/64")
+
+    after = backend.usage()["r-usage"]
+    assert after.memory_bytes - before.memory_bytes >= 48 * MiB
+    assert after.cpu_seconds >= before.cpu_seconds > 0
+
+
 def test_stop_kills_the_whole_tree(backend: LocalBackend, tmp_path: Path, trees: Trees) -> None:
     status = start_running(backend, fake_spec(tmp_path, "r-stop"))
     processes = trees.of(status)

@@ -280,7 +280,124 @@ def test_the_first_invalid_field_is_named() -> None:
     assert "services.Echo.instance_type" in refused(config)
 
 
+# --- scaling.policy and traffic.concurrency ----------------------------------------------------------
+
+
+def policy(**fields: Any) -> dict[str, Any]:
+    return echo(scaling={"min_replicas": 0, "max_replicas": 5, "policy": fields})
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        echo(scaling={"min_replicas": 1, "max_replicas": 2, "policy": None}),
+        policy(),
+        policy(metrics=None, scale_up_behavior=None, scale_down_behavior=None),
+        policy(metrics=[]),
+        policy(metrics=[{"type": "qps", "value": 2.5}]),
+        policy(metrics=[{"type": t, "value": 100} for t in dc.METRIC_TYPES]),
+        policy(metrics=[{"type": "cpu", "value": 250}]),  # above 100%: limits may exceed requests
+        policy(scale_up_behavior="stable", scale_down_behavior="fast"),
+        policy(scale_up_behavior="disabled", scale_down_behavior="disabled"),
+        policy(scale_up_stabilization_window=0, scale_down_stabilization_window=3600),
+        echo(config_overrides={"traffic": {"concurrency": 1}}),
+        echo(config_overrides={"traffic": {"concurrency": None, "timeout": 30}}),
+        echo(config_overrides={"traffic": None}),
+    ],
+)
+def test_validate_accepts_policies(config: dict[str, Any]) -> None:
+    dc.validate(config, SERVICES, CATALOG)
+
+
+def test_a_bad_metric_type_is_one_sentence_naming_the_field() -> None:
+    message = refused(policy(metrics=[{"type": "latency", "value": 1}]))
+
+    assert message == "`services.Echo.scaling.policy.metrics[0].type` must be one of cpu, memory, gpu, qps."
+
+
+POLICY = "services.Echo.scaling.policy"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"metrics": {"type": "cpu", "value": 80}}, "metrics"),
+        ({"metrics": "cpu"}, "metrics"),
+        ({"metrics": ["cpu"]}, "metrics[0]"),
+        ({"metrics": [None]}, "metrics[0]"),
+        ({"metrics": [{"type": "CPU", "value": 80}]}, "metrics[0].type"),
+        ({"metrics": [{"value": 80}]}, "metrics[0].type"),
+        ({"metrics": [{"type": "concurrency", "value": 4}]}, "metrics[0].type"),
+        ({"metrics": [{"type": "cpu", "value": 80}, {"type": "rps", "value": 1}]}, "metrics[1].type"),
+        ({"metrics": [{"type": "cpu", "value": 80}, {"type": "cpu", "value": 50}]}, "metrics[1].type"),
+        ({"metrics": [{"type": "cpu"}]}, "metrics[0].value"),
+        ({"metrics": [{"type": "cpu", "value": 0}]}, "metrics[0].value"),
+        ({"metrics": [{"type": "qps", "value": -1}]}, "metrics[0].value"),
+        ({"metrics": [{"type": "qps", "value": "10"}]}, "metrics[0].value"),
+        ({"metrics": [{"type": "qps", "value": True}]}, "metrics[0].value"),
+        ({"metrics": [{"type": "qps", "value": float("nan")}]}, "metrics[0].value"),
+        ({"metrics": [{"type": "qps", "value": float("inf")}]}, "metrics[0].value"),
+        ({"scale_up_behavior": "slow"}, "scale_up_behavior"),
+        ({"scale_up_behavior": "Fast"}, "scale_up_behavior"),
+        ({"scale_down_behavior": 1}, "scale_down_behavior"),
+        ({"scale_down_behavior": ""}, "scale_down_behavior"),
+        ({"scale_up_stabilization_window": -1}, "scale_up_stabilization_window"),
+        ({"scale_up_stabilization_window": 3601}, "scale_up_stabilization_window"),
+        ({"scale_down_stabilization_window": 1.5}, "scale_down_stabilization_window"),
+        ({"scale_down_stabilization_window": "60"}, "scale_down_stabilization_window"),
+        ({"scale_down_stabilization_window": True}, "scale_down_stabilization_window"),
+    ],
+)
+def test_bad_policy(fields: dict[str, Any], field: str) -> None:
+    assert f"`{POLICY}.{field}`" in refused(policy(**fields))
+
+
+@pytest.mark.parametrize("value", ["fast", ["cpu"], 80])
+def test_policy_must_be_a_mapping(value: object) -> None:
+    assert f"`{POLICY}`" in refused(echo(scaling={"max_replicas": 2, "policy": value}))
+
+
+def test_bad_behavior_names_the_choices() -> None:
+    assert "fast, stable, disabled" in refused(policy(scale_down_behavior="slow"))
+
+
+@pytest.mark.parametrize(
+    ("traffic", "field"),
+    [
+        ({"concurrency": 0}, "traffic.concurrency"),
+        ({"concurrency": -2}, "traffic.concurrency"),
+        ({"concurrency": "4"}, "traffic.concurrency"),
+        ({"concurrency": 2.5}, "traffic.concurrency"),
+        ({"concurrency": True}, "traffic.concurrency"),
+        ("fast", "traffic"),
+        ([{"concurrency": 4}], "traffic"),
+        ({"timeout": 0}, "traffic.timeout"),
+        ({"timeout": "60s"}, "traffic.timeout"),
+        ({"max_concurrency": 0}, "traffic.max_concurrency"),
+        ({"max_concurrency": 1.5}, "traffic.max_concurrency"),
+        ({"external_queue": "yes"}, "traffic.external_queue"),
+    ],
+)
+def test_bad_traffic(traffic: object, field: str) -> None:
+    assert f"`services.Echo.config_overrides.{field}`" in refused(echo(config_overrides={"traffic": traffic}))
+
+
 # --- service_settings -------------------------------------------------------------------------------
+
+
+def test_traffic_is_the_bentos_own_then_config_overrides_key_by_key() -> None:
+    bento = manifest()
+    bento["services"][0]["config"] = {
+        "traffic": {"timeout": 10, "max_concurrency": 4, "external_queue": True}
+    }
+    config = echo(config_overrides={"traffic": {"timeout": 42, "concurrency": 2}})
+
+    traffic = settings_by_name(config, bento)["Echo"].traffic
+    defaults = settings_by_name({}, bento)["Model"].traffic
+
+    assert (traffic.timeout_s, traffic.max_concurrency, traffic.external_queue) == (42.0, 4, True)
+    assert traffic.concurrency == 2 == settings_by_name(config, bento)["Echo"].concurrency
+    assert (defaults.timeout_s, defaults.max_concurrency, defaults.external_queue) == (60.0, None, False)
 
 
 def test_services_not_listed_get_the_defaults() -> None:
@@ -288,7 +405,7 @@ def test_services_not_listed_get_the_defaults() -> None:
 
     assert [s.name for s in settings] == ["Echo", "Model"]
     model = settings[1]
-    assert (model.min_replicas, model.max_replicas, model.replicas) == (1, 1, 1)
+    assert (model.min_replicas, model.max_replicas) == (1, 1)
     assert model.strategy == "Recreate" == dc.DEFAULT_STRATEGY
     assert model.instance_type is None
     assert (model.cpu_millicores, model.memory_bytes, model.gpus) == (None, None, 0)
@@ -305,7 +422,7 @@ def test_the_verified_bodies_give_settings_for_every_service() -> None:
     assert dict(flag["Echo"].envs) == {"A": "1", "FOO": "bar"}
     assert dict(flag["Model"].envs) == {"A": "1", "FOO": "bar"}
     echo_settings = config_file["Echo"]
-    assert (echo_settings.min_replicas, echo_settings.max_replicas, echo_settings.replicas) == (0, 5, 1)
+    assert (echo_settings.min_replicas, echo_settings.max_replicas) == (0, 5)
     assert echo_settings.strategy == "RampedSlowRollout"
     assert echo_settings.cold_start_timeout == 900
     assert echo_settings.config_overrides == {"traffic": {"timeout": 120}}
@@ -373,20 +490,20 @@ def test_env_map_turns_null_values_into_empty_strings() -> None:
 @pytest.mark.parametrize(
     ("scaling", "expected"),
     [
-        (None, (1, 1, 1)),
-        ({}, (1, 1, 1)),
-        ({"min_replicas": None, "max_replicas": 3, "policy": None}, (1, 3, 1)),
-        ({"max_replicas": 1}, (1, 1, 1)),
-        ({"min_replicas": 0, "max_replicas": 5}, (0, 5, 1)),
-        ({"min_replicas": 0}, (0, 1, 1)),
-        ({"min_replicas": 3}, (3, 3, 3)),
-        ({"min_replicas": 2, "max_replicas": 4}, (2, 4, 2)),
+        (None, (1, 1)),
+        ({}, (1, 1)),
+        ({"min_replicas": None, "max_replicas": 3, "policy": None}, (1, 3)),
+        ({"max_replicas": 1}, (1, 1)),
+        ({"min_replicas": 0, "max_replicas": 5}, (0, 5)),
+        ({"min_replicas": 0}, (0, 1)),
+        ({"min_replicas": 3}, (3, 3)),
+        ({"min_replicas": 2, "max_replicas": 4}, (2, 4)),
     ],
 )
-def test_scaling_defaults(scaling: dict[str, Any] | None, expected: tuple[int, int, int]) -> None:
+def test_scaling_defaults(scaling: dict[str, Any] | None, expected: tuple[int, int]) -> None:
     (settings, _model) = dc.service_settings(echo(scaling=scaling), manifest(), CATALOG)
 
-    assert (settings.min_replicas, settings.max_replicas, settings.replicas) == expected
+    assert (settings.min_replicas, settings.max_replicas) == expected
 
 
 def test_instance_type_gives_resources_from_the_catalog() -> None:
@@ -457,6 +574,71 @@ def test_entry_service(extra: dict[str, Any], expected: str) -> None:
         del bento["entry_service"]
 
     assert dc.entry_service(bento) == expected
+
+
+# --- service_settings: the scaling policy -----------------------------------------------------------
+
+
+def test_no_policy_gives_bentoclouds_defaults() -> None:
+    (settings, model) = dc.service_settings(
+        echo(scaling={"max_replicas": 3, "policy": None}), manifest(), CATALOG
+    )
+
+    for service in (settings, model):
+        assert service.policy == dc.ScalingPolicy(
+            metrics=(),
+            scale_up_behavior="fast",
+            scale_down_behavior="stable",
+            scale_up_stabilization_window=None,
+            scale_down_stabilization_window=None,
+        )
+        assert service.concurrency is None
+
+
+def test_the_verified_config_file_policy_is_parsed() -> None:
+    settings = settings_by_name(CONFIG_FILE_BODY, manifest())["Echo"]
+
+    assert settings.policy == dc.ScalingPolicy(
+        metrics=(dc.MetricTarget("cpu", 80.0), dc.MetricTarget("gpu", 70.0)),
+        scale_up_behavior="fast",
+        scale_down_behavior="disabled",
+        scale_up_stabilization_window=None,
+        scale_down_stabilization_window=600,
+    )
+
+
+def test_null_behaviors_take_the_defaults_and_values_become_floats() -> None:
+    config = policy(
+        metrics=[{"type": "qps", "value": 10}],
+        scale_up_behavior=None,
+        scale_down_behavior=None,
+        scale_up_stabilization_window=0,
+    )
+
+    (settings, _model) = dc.service_settings(config, manifest(), CATALOG)
+
+    assert settings.policy.metrics == (dc.MetricTarget("qps", 10.0),)
+    assert isinstance(settings.policy.metrics[0].value, float)
+    assert (settings.policy.scale_up_behavior, settings.policy.scale_down_behavior) == ("fast", "stable")
+    assert settings.policy.scale_up_stabilization_window == 0
+
+
+def test_traffic_concurrency_is_read_per_service() -> None:
+    config = {
+        "services": {
+            "Echo": {"config_overrides": {"traffic": {"concurrency": 8, "timeout": 30}}},
+            "Model": {"config_overrides": {"traffic": {"timeout": 30}}},
+        }
+    }
+
+    settings = settings_by_name(config, manifest())
+
+    assert (settings["Echo"].concurrency, settings["Model"].concurrency) == (8, None)
+
+
+def test_scaling_policy_of_null_is_the_default() -> None:
+    assert dc.scaling_policy(None) == dc.ScalingPolicy()
+    assert dc.scaling_policy({}) == dc.ScalingPolicy()
 
 
 # --- check_deployment_name --------------------------------------------------------------------------

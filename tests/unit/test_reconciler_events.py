@@ -93,14 +93,6 @@ def test_no_rollout_while_the_new_revision_cannot_start_yet() -> None:
     assert view_of([building], [replica("old", P.RUNNING, "rev1")], None).rolling == {}
 
 
-def test_a_changed_replica_count_is_a_scaling_event() -> None:
-    view, _ = step(None, [], desired(2))
-    after = view_of([desired(3)], [], view)
-    said = changes(view, after, {})
-    assert messages(said, Kind.SCALING) == ["Service svc: 2 → 3 replicas."]
-    assert said[0].event.service == "svc" and said[0].deployment == "d1"
-
-
 def test_removals_say_whether_the_replica_drains_and_why() -> None:
     seen = {"a": replica("a", P.RUNNING), "b": replica("b", P.STARTING)}
     actions = [Stop("a", "scaled down"), Stop("b", "no longer deployed"), Stop("gone", "x")]

@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from tiffin.backends.protocol import ReplicaPhase, ReplicaSpec, ReplicaStatus
+from tiffin.backends.protocol import ReplicaPhase, ReplicaSpec, ReplicaStatus, Usage
 
 
 class FakeBackend:
@@ -11,6 +11,7 @@ class FakeBackend:
         self.specs: dict[str, ReplicaSpec] = {}
         self.started: list[str] = []
         self.stopped: list[str] = []
+        self.used: dict[str, Usage] = {}  # what `usage()` reports, set by the test
 
     def start(self, spec: ReplicaSpec) -> None:
         self.specs[spec.replica_id] = spec
@@ -34,6 +35,10 @@ class FakeBackend:
 
     def observe(self) -> list[ReplicaStatus]:
         return list(self.replicas.values())
+
+    def usage(self) -> dict[str, Usage]:
+        running = self.of(ReplicaPhase.RUNNING)
+        return {replica_id: used for replica_id, used in self.used.items() if replica_id in running}
 
     def read_log(self, replica_id: str, tail: int) -> str:
         return f"log of {replica_id}\n" if replica_id in self.replicas else ""

@@ -36,7 +36,7 @@ from tiffin.backends.processes import (
     kill_all,
     tree,
 )
-from tiffin.backends.protocol import Backend, ReplicaPhase, ReplicaSpec, ReplicaStatus
+from tiffin.backends.protocol import Backend, ReplicaPhase, ReplicaSpec, ReplicaStatus, Usage
 from tiffin.backends.replica_dir import (
     ReplicaPaths,
     ReplicaRecord,
@@ -44,6 +44,7 @@ from tiffin.backends.replica_dir import (
     read_record,
     write_record,
 )
+from tiffin.backends.usage import tree_usage
 
 log = logging.getLogger("tiffin.backends")
 
@@ -106,7 +107,7 @@ class LocalBackend:
         clock_time: Callable[[], float] = time.monotonic,
         command: launch.Command | None = None,
         *,
-        probe_interval_s: float = 0.5,
+        probe_interval_s: float = 0.1,
         liveness_interval_s: float = 5.0,
         liveness_failures: int = 3,
         probe_timeout_s: float = 2.0,
@@ -130,6 +131,7 @@ class LocalBackend:
         self._replicas: dict[str, _Replica] = {}
         self._lock = threading.RLock()
         self._closing = threading.Event()
+        self._subscribers: list[Callable[[], None]] = []
         root.mkdir(parents=True, exist_ok=True)
         self._adopt_all()
         self._watcher = threading.Thread(target=self._watch, name="tiffin-local-backend", daemon=True)
@@ -293,6 +295,16 @@ class LocalBackend:
         ended = read_exit(paths)
         return ended.reason if ended is not None else "its processes ended while Tiffin was not running"
 
+    def usage(self) -> dict[str, Usage]:
+        with self._lock:
+            running = [
+                (replica.replica_id, replica.process)
+                for replica in self._replicas.values()
+                if replica.phase is ReplicaPhase.RUNNING and replica.process is not None
+            ]
+        found = {replica_id: process.process() for replica_id, process in running}
+        return {replica_id: tree_usage(root) for replica_id, root in found.items() if root is not None}
+
     # --- watching -------------------------------------------------------------------------------
 
     def _watch(self) -> None:
@@ -302,8 +314,14 @@ class LocalBackend:
             except Exception:  # the watcher must survive anything one replica does
                 log.exception("local backend watcher tick failed")
 
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` (on the watcher thread) whenever a replica changes phase by itself:
+        ready, failed, or gone after a stop."""
+        self._subscribers.append(callback)
+
     def _tick(self) -> None:
         with self._lock:
+            before = self._phases()
             self._sweep()
             probes = self._due_probes()
         results = [(probe, self._prober.ok(probe.url, probe.path)) for probe in probes]
@@ -311,6 +329,13 @@ class LocalBackend:
             for probe, ok in results:
                 self._apply_probe(probe, ok)
             self._schedule()
+            changed = self._phases() != before
+        if changed:
+            for callback in self._subscribers:
+                callback()
+
+    def _phases(self) -> dict[str, ReplicaPhase]:
+        return {replica_id: replica.phase for replica_id, replica in self._replicas.items()}
 
     def _sweep(self) -> None:
         """Notice exited trees and stops that ran past their grace period."""

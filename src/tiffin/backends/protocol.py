@@ -64,6 +64,14 @@ class ReplicaStatus:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What a replica's process tree has used: CPU seconds so far, resident memory now."""
+
+    cpu_seconds: float
+    memory_bytes: int
+
+
 class Backend(Protocol):
     def start(self, spec: ReplicaSpec) -> None:
         """Begin starting a replica; returns at once (phase PENDING or STARTING)."""
@@ -79,6 +87,10 @@ class Backend(Protocol):
 
     def observe(self) -> list[ReplicaStatus]:
         """Every replica this backend knows, including adopted and failed ones."""
+        ...
+
+    def usage(self) -> dict[str, Usage]:
+        """CPU and memory of every running replica, by replica id."""
         ...
 
     def read_log(self, replica_id: str, tail: int) -> str:

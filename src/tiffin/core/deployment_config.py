@@ -2,17 +2,20 @@
 
 The stored config is echoed back verbatim (the client rebuilds updates from it, §3.5); this module only
 validates it against the bento's manifest and the instance-type catalog, and derives what each Service
-runs with: replica counts, env vars (per Service wins over global), resources and bentoml config
-overrides.
+runs with: replica counts, env vars (per Service wins over global), resources, bentoml config
+overrides, and the autoscaling policy (`scaling.policy`, BentoCloud's HPAPolicy) with the per-replica
+concurrency target (`config_overrides.traffic.concurrency`) it falls back on.
 """
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 from tiffin.core.errors import BadRequest
 from tiffin.core.instance_types import InstanceType, find, parse_cpu, parse_memory
+from tiffin.core.traffic_config import TrafficConfig, check_traffic, traffic_config
 
 STRATEGIES = ("RollingUpdate", "Recreate", "RampedSlowRollout", "BestEffortControlledRollout")
 DEFAULT_STRATEGY = "Recreate"
@@ -20,6 +23,36 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DEPLOYMENT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,46}[a-z0-9])?$")
 
 Config = Mapping[str, Any]
+
+MetricType = Literal["cpu", "memory", "gpu", "qps", "concurrency"]
+METRIC_TYPES: tuple[MetricType, ...] = ("cpu", "memory", "gpu", "qps")  # what a config may name
+Behavior = Literal["fast", "stable", "disabled"]
+BEHAVIORS: tuple[Behavior, ...] = ("fast", "stable", "disabled")
+MAX_STABILIZATION_WINDOW = 3600  # seconds, as BentoCloud's docs (and Kubernetes' HPA) allow
+
+
+@dataclass(frozen=True)
+class MetricTarget:
+    """One autoscaling metric and its target per replica.
+
+    `cpu`, `memory` and `gpu` targets are percent (of the replica's requested CPU and memory, and of GPU
+    utilisation), `qps` is requests per second, `concurrency` requests in flight. A config names only the
+    first four; `concurrency` is the default metric when `traffic.concurrency` is set.
+    """
+
+    type: MetricType
+    value: float
+
+
+@dataclass(frozen=True)
+class ScalingPolicy:
+    """`services.<S>.scaling.policy` parsed, with BentoCloud's defaults filled in."""
+
+    metrics: tuple[MetricTarget, ...] = ()  # empty: the default metric (see tiffin.autoscaler)
+    scale_up_behavior: Behavior = "fast"
+    scale_down_behavior: Behavior = "stable"
+    scale_up_stabilization_window: int | None = None  # seconds; None: the behaviour's own window
+    scale_down_stabilization_window: int | None = None
 
 
 @dataclass(frozen=True)
@@ -37,11 +70,13 @@ class ServiceSettings:
     strategy: str
     cold_start_timeout: int | None
     config_overrides: Mapping[str, Any] = field(default_factory=dict)
+    policy: ScalingPolicy = field(default_factory=ScalingPolicy)
+    traffic: TrafficConfig = field(default_factory=TrafficConfig)  # the bento's, then config_overrides
 
     @property
-    def replicas(self) -> int:
-        """Replicas to run until autoscaling lands: `min`, but at least one (min 0 starts one)."""
-        return max(self.min_replicas, 1)
+    def concurrency(self) -> int | None:
+        """`traffic.concurrency`: the requests per replica autoscaling aims for by default."""
+        return self.traffic.concurrency
 
 
 def check_deployment_name(name: str) -> str:
@@ -89,6 +124,7 @@ def _check_service(where: str, settings: Config, catalog: Sequence[InstanceType]
     if not isinstance(overrides, Mapping):
         raise BadRequest(f"`{where}.config_overrides` must be a mapping of bentoml settings.")
     _check_resources(f"{where}.config_overrides.resources", overrides.get("resources"))
+    check_traffic(f"{where}.config_overrides.traffic", overrides.get("traffic"))
 
 
 def _check_resources(where: str, resources: object) -> None:
@@ -116,12 +152,63 @@ def _check_scaling(where: str, scaling: Config) -> None:
         raise BadRequest(f"`{where}.max_replicas` must be at least 1.")
     if low is not None and high is not None and low > high:
         raise BadRequest(f"`{where}.min_replicas` ({low}) must not exceed `max_replicas` ({high}).")
+    _check_policy(f"{where}.policy", scaling.get("policy"))
+
+
+def _check_policy(where: str, policy: object) -> None:
+    if policy is None:
+        return
+    if not isinstance(policy, Mapping):
+        raise BadRequest(f"`{where}` must be a mapping with `metrics` and the scale-up/down settings.")
+    _check_metrics(f"{where}.metrics", policy.get("metrics"))
+    for key in ("scale_up_behavior", "scale_down_behavior"):
+        if policy.get(key) is not None and policy[key] not in BEHAVIORS:
+            raise BadRequest(f"`{where}.{key}` must be one of {', '.join(BEHAVIORS)}.")
+    for key in ("scale_up_stabilization_window", "scale_down_stabilization_window"):
+        window = policy.get(key)
+        if window is not None and (not _is_whole(window) or not 0 <= window <= MAX_STABILIZATION_WINDOW):
+            raise BadRequest(
+                f"`{where}.{key}` must be a whole number of seconds from 0 to {MAX_STABILIZATION_WINDOW},"
+                f" not {window!r}."
+            )
+
+
+def _check_metrics(where: str, metrics: object) -> None:
+    if metrics is None:
+        return
+    if not isinstance(metrics, list):
+        raise BadRequest(f"`{where}` must be a list of {{type, value}} items.")
+    seen: set[str] = set()
+    for index, metric in enumerate(metrics):
+        kind = _check_metric(f"{where}[{index}]", metric)
+        if kind in seen:
+            raise BadRequest(f"`{where}[{index}].type` names {kind} a second time; give each metric once.")
+        seen.add(kind)
+
+
+def _check_metric(where: str, metric: object) -> str:
+    """The metric's type, once the item is known to be a valid {type, value}."""
+    if not isinstance(metric, Mapping):
+        raise BadRequest(f"`{where}` must be a mapping with `type` and `value`.")
+    if metric.get("type") not in METRIC_TYPES:
+        raise BadRequest(f"`{where}.type` must be one of {', '.join(METRIC_TYPES)}.")
+    value = metric.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise BadRequest(
+            f"`{where}.value` must be a number above 0 (percent for cpu, memory and gpu, requests per"
+            f" second per replica for qps), not {value!r}."
+        )
+    return str(metric["type"])
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_non_negative(value: object, where: str) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not _is_whole(value) or cast(int, value) < 0:
         raise BadRequest(f"`{where}` must be a whole number of at least 0, not {value!r}.")
 
 
@@ -168,6 +255,22 @@ def _settings_of(
         strategy=given.get("deployment_strategy") or DEFAULT_STRATEGY,
         cold_start_timeout=given.get("cold_start_timeout"),
         config_overrides=overrides,
+        policy=scaling_policy(scaling.get("policy")),
+        traffic=traffic_config(service.get("config") or {}, overrides),
+    )
+
+
+def scaling_policy(policy: Config | None) -> ScalingPolicy:
+    """A validated `scaling.policy` (or null) as a ScalingPolicy, BentoCloud's defaults filled in."""
+    policy = policy or {}
+    return ScalingPolicy(
+        metrics=tuple(
+            MetricTarget(type=m["type"], value=float(m["value"])) for m in policy.get("metrics") or ()
+        ),
+        scale_up_behavior=policy.get("scale_up_behavior") or "fast",
+        scale_down_behavior=policy.get("scale_down_behavior") or "stable",
+        scale_up_stabilization_window=policy.get("scale_up_stabilization_window"),
+        scale_down_stabilization_window=policy.get("scale_down_stabilization_window"),
     )
 
 

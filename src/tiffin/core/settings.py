@@ -29,6 +29,9 @@ class Settings:
     presign_ttl_seconds: int = 3600
     deployment_ports: tuple[int, int] = (31000, 31999)
     reconcile_interval_s: float = 0.5
+    queue_capacity: int = 1000  # requests waiting per queued Service; beyond, the gateway answers 429
+    autoscale_period_s: float = 15.0  # how often the autoscaler evaluates each Service
+    autoscale_window_s: float = 300.0  # the stabilization window of the `stable` behaviours
 
     @property
     def artifacts_dir(self) -> Path:
@@ -53,6 +56,9 @@ class Settings:
             max_upload_bytes=_positive_int(env, "TIFFIN_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
             upload_mode=_upload_mode(env.get("TIFFIN_UPLOAD_MODE") or UploadMode.PROXY.value),
             deployment_ports=_port_range(env.get("TIFFIN_DEPLOYMENT_PORTS") or "31000-31999"),
+            queue_capacity=_positive_int(env, "TIFFIN_QUEUE_CAPACITY", 1000, "requests"),
+            autoscale_period_s=_seconds(env, "TIFFIN_AUTOSCALE_PERIOD_S", 15.0),
+            autoscale_window_s=_seconds(env, "TIFFIN_AUTOSCALE_WINDOW_S", 300.0),
         )
 
     @property
@@ -64,13 +70,26 @@ class Settings:
         return self.home / "replicas"
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _positive_int(env: Mapping[str, str], name: str, default: int, unit: str = "bytes") -> int:
     raw = env.get(name)
     if not raw:
         return default
     if not raw.isdigit() or int(raw) <= 0:
-        raise BadRequest(f"{name} must be a positive whole number of bytes, not {raw!r}.")
+        raise BadRequest(f"{name} must be a positive whole number of {unit}, not {raw!r}.")
     return int(raw)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise BadRequest(f"{name} must be a positive number of seconds, not {raw!r}.")
+    return value
 
 
 def _upload_mode(raw: str) -> UploadMode:

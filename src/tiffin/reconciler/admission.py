@@ -6,10 +6,7 @@ gets the gateway's queue, so requests wait for a replica (cold start) or for roo
 `max_concurrency` instead of failing.
 """
 
-from typing import Any
-
-from tiffin.core.deployment_config import ServiceSettings, manifest_services
-from tiffin.core.traffic_config import traffic_config
+from tiffin.core.deployment_config import ServiceSettings
 from tiffin.reconciler.readiness import DEFAULT_READY_TIMEOUT_S
 from tiffin.routing.snapshot import Admission
 
@@ -20,8 +17,8 @@ def cold_start_timeout(settings: ServiceSettings) -> float:
     return float(timeout) if timeout else DEFAULT_READY_TIMEOUT_S
 
 
-def admission(settings: ServiceSettings, manifest: dict[str, Any], queue_capacity: int) -> Admission:
-    traffic = traffic_config(_service_config(manifest, settings.name), settings.config_overrides)
+def admission(settings: ServiceSettings, queue_capacity: int) -> Admission:
+    traffic = settings.traffic
     queue = traffic.external_queue or settings.min_replicas == 0
     return Admission(
         hold_s=cold_start_timeout(settings),
@@ -30,9 +27,3 @@ def admission(settings: ServiceSettings, manifest: dict[str, Any], queue_capacit
         queue_capacity=queue_capacity if queue else 0,
         timeout_s=traffic.timeout_s,
     )
-
-
-def _service_config(manifest: dict[str, Any], name: str) -> dict[str, Any]:
-    service = next((s for s in manifest_services(manifest) if s.get("name") == name), {})
-    config = service.get("config")
-    return config if isinstance(config, dict) else {}

@@ -66,7 +66,6 @@ def changes(before: View | None, after: View, strategies: Mapping[SlotKey, str])
     return [
         *_replica_changes(before.replicas, after.replicas),
         *_rollout_changes(before.rolling, after, strategies),
-        *_scaling_changes(before.wanted, after.wanted),
     ]
 
 
@@ -153,16 +152,6 @@ def _rollout_changes(
             ended = f"Service {key[1]} runs revision {revision} only: rollout complete."
         happened.append(Happened(key[0], NewEvent(Kind.ROLLOUT, ended, key[1])))
     return happened
-
-
-def _scaling_changes(before: Mapping[SlotKey, int], after: Mapping[SlotKey, int]) -> list[Happened]:
-    return [
-        Happened(
-            key[0], NewEvent(Kind.SCALING, f"Service {key[1]}: {before[key]} → {count} replicas.", key[1])
-        )
-        for key, count in after.items()
-        if key in before and before[key] != count
-    ]
 
 
 def _replica_event(replica: ReplicaStatus, message: str) -> Happened:

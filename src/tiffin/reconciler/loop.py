@@ -6,7 +6,6 @@ routing snapshot to the gateway.
 """
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -19,6 +18,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from tiffin.artifacts.storage import ArtifactStore
+from tiffin.autoscaler import DEFAULT_SETTINGS, ScalerSettings
 from tiffin.backends.protocol import Backend, ReplicaPhase, ReplicaStatus
 from tiffin.builder import Builder
 from tiffin.core.clock import Clock
@@ -31,6 +31,7 @@ from tiffin.reconciler.events import Happened, View, action_events, changes, sta
 from tiffin.reconciler.plan import Action, DesiredService, Forget, RestartBook, RollBack, Start, Stop, plan
 from tiffin.reconciler.readiness import ReadinessDeadlines
 from tiffin.reconciler.routing import RouteInput, snapshot
+from tiffin.reconciler.scaling import ScaledService, Scaler
 from tiffin.reconciler.specs import RuntimeContext, replica_template
 from tiffin.reconciler.status import Status, build_status, runtime_status, terminated_status
 from tiffin.routing.snapshot import RoutingSnapshot
@@ -44,7 +45,7 @@ from tiffin.store.secrets import SecretStore
 
 log = logging.getLogger("tiffin.reconciler")
 DEFAULT_QUEUE_CAPACITY = 1000  # requests waiting per queued Service, beyond which the gateway answers 429
-MIN_ZERO_NOTE = "min_replicas 0 runs one replica until autoscaling is available."
+NO_TRAFFIC = Traffic({}, {})
 
 
 class GatewayPort(Protocol):
@@ -68,6 +69,7 @@ class ReconcilerDeps:
     clock: Clock
     ports: PortPool
     queue_capacity: int = DEFAULT_QUEUE_CAPACITY
+    scaler: ScalerSettings = DEFAULT_SETTINGS
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class Reconciler:
         self._drains = Drains()
         self._deadlines = ReadinessDeadlines()
         self._view: View | None = None
+        self._scaler = Scaler(deps.scaler)
 
     def step(self, traffic: Traffic | None = None) -> RoutingSnapshot:
         """One pass; `traffic` is what the gateway counted per replica URL (None: nothing known)."""
@@ -100,11 +103,13 @@ class Reconciler:
                 read_wanted(session, r, self._deps.artifacts, self._deps.secrets, self._deps.catalog)
                 for r in rows
             ]
+        traffic = traffic or NO_TRAFFIC
+        scaled = self._scaler.step(_scaled(wanted), observed, traffic, self._deps.backend.usage(), now)
         decided = self._decide(wanted, observed)
         observed = self._deadlines.as_seen(observed, decided.ready_timeouts, now)
-        by_replica = _by_replica(observed, traffic.replicas if traffic else {})
+        by_replica = _by_replica(observed, traffic.replicas)
         actions, self._book = plan(decided.desired, observed, self._book, now, _replica_id, by_replica)
-        happened = self._happened(decided.desired, observed, actions)
+        happened = scaled + self._happened(decided.desired, observed, actions)
         self._act(actions, {r.replica_id: r for r in actual}, now)
         self._persist(rows, decided.statuses, observed, happened)
         return snapshot(decided.routes, observed)
@@ -140,9 +145,10 @@ class Reconciler:
             return [], terminated_status(observed)
         build, built = self._builds.state(want.revision, want.build_request)
         waiting = build_status(build)
+        counts = {s.name: self._scaler.counts.get((want.name, s.name), s.min_replicas) for s in want.settings}
         if waiting is not None or built is None:
             kept = [
-                DesiredService(want.name, s.name, want.revision, s.replicas, None, s.strategy)
+                DesiredService(want.name, s.name, want.revision, counts[s.name], None, s.strategy)
                 for s in want.settings
             ]
             return kept, waiting or Status("image-building")
@@ -161,12 +167,11 @@ class Reconciler:
         )
         services = [
             DesiredService(
-                want.name, s.name, want.revision, s.replicas, replica_template(runtime, s), s.strategy
+                want.name, s.name, want.revision, counts[s.name], replica_template(runtime, s), s.strategy
             )
             for s in want.settings
         ]
-        notes = [MIN_ZERO_NOTE] if any(s.min_replicas == 0 for s in want.settings) else []
-        return services, runtime_status(services, observed, self._book, notes)
+        return services, runtime_status(services, observed, self._book)
 
     def _act(self, actions: Sequence[Action], actual: dict[str, ReplicaStatus], now: float) -> None:
         for action in sorted(actions, key=lambda a: isinstance(a, Start)):
@@ -261,19 +266,40 @@ class Reconciler:
                     )
                 )
 
-    async def run(self, gateway: GatewayPort, interval_s: float, stop: asyncio.Event) -> None:
-        """Step until `stop` is set; a failing step is logged and retried, never fatal."""
+    async def run(
+        self, gateway: GatewayPort, interval_s: float, stop: asyncio.Event, nudge: asyncio.Event
+    ) -> None:
+        """Step every `interval_s`, or at once when `nudge` is set (a request waits for a Service with
+        no replica, a replica got ready or failed), until `stop` is set; a failing step is logged and
+        retried, never fatal."""
         while not stop.is_set():
+            nudge.clear()
             try:
                 traffic = gateway.traffic()  # read in the gateway's loop, where the counts change
                 await gateway.apply(await asyncio.to_thread(self.step, traffic))
             except Exception:
                 log.exception("a reconcile step failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
+            await _first_of(stop, nudge, interval_s)
 
     def close(self) -> None:
         self._builds.close()
+
+
+async def _first_of(stop: asyncio.Event, nudge: asyncio.Event, timeout_s: float) -> None:
+    waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(nudge.wait())}
+    _, pending = await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    for wait in pending:
+        wait.cancel()
+
+
+def _scaled(wanted: Sequence[Wanted]) -> list[ScaledService]:
+    """The Services to size: those of active deployments (a terminated one runs nothing)."""
+    return [
+        ScaledService(want.name, settings)
+        for want in wanted
+        if want.active and want.build_request is not None
+        for settings in want.settings
+    ]
 
 
 def _by_replica(
@@ -309,5 +335,5 @@ def _route_input(want: Wanted, status: Status, queue_capacity: int) -> RouteInpu
         protected=want.protected,
         status=status.status,
         message=status.message,
-        admissions={s.name: admission(s, want.manifest, queue_capacity) for s in want.settings},
+        admissions={s.name: admission(s, queue_capacity) for s in want.settings},
     )

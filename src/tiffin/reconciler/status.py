@@ -10,6 +10,7 @@ from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus
 from tiffin.reconciler.plan import DesiredService, RestartBook
 
 UNHEALTHY_AFTER_FAILURES = 3
+SCALED_TO_ZERO = "No replica runs while there is no traffic; the next request starts one and waits for it."
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,10 @@ def runtime_status(
     book: RestartBook,
     notes: Sequence[str] = (),
 ) -> Status:
-    """running when every Service has its replicas ready; unhealthy when one keeps crashing."""
+    """running when every Service has its replicas ready; unhealthy when one keeps crashing;
+    scaled-to-zero when the autoscaler has taken every Service to zero and the last replica is gone."""
+    if desired and all(s.replicas == 0 for s in desired) and not observed:
+        return Status("scaled-to-zero", SCALED_TO_ZERO)
     for service in desired:
         mine = [
             r

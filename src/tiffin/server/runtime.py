@@ -31,9 +31,14 @@ class Runtime:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        gateway = Gateway(self.gateway_host, self.check_token)
-        stop = asyncio.Event()
-        task = asyncio.create_task(self.reconciler.run(gateway, self.interval_s, stop))
+        loop, stop, nudge = asyncio.get_running_loop(), asyncio.Event(), asyncio.Event()
+
+        def wake() -> None:  # on the backend's watcher thread
+            loop.call_soon_threadsafe(nudge.set)
+
+        self.backend.subscribe(wake)
+        gateway = Gateway(self.gateway_host, self.check_token, on_demand=lambda _: nudge.set())
+        task = asyncio.create_task(self.reconciler.run(gateway, self.interval_s, stop, nudge))
         try:
             yield
         finally:

@@ -10,6 +10,7 @@ from tiffin.api.app import create_api
 from tiffin.api.context import ApiContext
 from tiffin.api.tickets import TicketSigner
 from tiffin.artifacts.storage import ArtifactStore
+from tiffin.autoscaler import ScalerSettings
 from tiffin.backends.capacity import detect_host_capacity
 from tiffin.backends.local import LocalBackend
 from tiffin.builder import Builder
@@ -90,6 +91,10 @@ def _runtime(settings: Settings, context: ApiContext, listen: Listen) -> Runtime
         api_endpoint=f"http://{url_host(listen.host)}:{listen.port}",
         clock=context.clock,
         ports=context.ports,
+        queue_capacity=settings.queue_capacity,
+        scaler=ScalerSettings(
+            period_s=settings.autoscale_period_s, stable_window_s=settings.autoscale_window_s
+        ),
     )
     return make_runtime(deps, backend, builder, listen.host, settings.reconcile_interval_s)
 

@@ -1,0 +1,102 @@
+"""How many replicas each Service runs: the autoscaling policy, applied on its rhythm, with wake-up.
+
+A Service starts at its `min_replicas` (after a Tiffin restart: the replicas it still has, within its
+bounds). Every evaluation period the policy decides from the signals of the period; between
+evaluations, a config change that moves the bounds applies at once, and so does demand for a Service at
+zero: a request waiting at the gateway wakes it on the spot, not at the next evaluation. Every change
+is an event that says from how many to how many replicas and why.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from tiffin.autoscaler import ScalerSettings, ScalerState, ServicePolicy, decide, is_due
+from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus, Usage
+from tiffin.core.deployment_config import ServiceSettings
+from tiffin.reconciler.events import Happened
+from tiffin.reconciler.signals import Requests, Signals, SlotKey
+from tiffin.routing.traffic import Traffic
+from tiffin.store.events import Kind, NewEvent
+
+
+@dataclass(frozen=True)
+class ScaledService:
+    """One Service to size: its deployment and settings."""
+
+    deployment: str
+    settings: ServiceSettings
+
+    @property
+    def key(self) -> SlotKey:
+        return (self.deployment, self.settings.name)
+
+    def policy(self) -> ServicePolicy:
+        return ServicePolicy.of(self.settings)
+
+    def requests(self) -> Requests:
+        millicores = self.settings.cpu_millicores
+        return Requests(millicores / 1000 if millicores else None, self.settings.memory_bytes)
+
+
+@dataclass
+class Scaler:
+    settings: ScalerSettings = field(default_factory=ScalerSettings)
+    signals: Signals = field(default_factory=Signals)
+    counts: dict[SlotKey, int] = field(default_factory=dict)
+    states: dict[SlotKey, ScalerState] = field(default_factory=dict)
+
+    def step(
+        self,
+        services: Sequence[ScaledService],
+        observed: Sequence[ReplicaStatus],
+        traffic: Traffic,
+        usage: Mapping[str, Usage],
+        now: float,
+    ) -> list[Happened]:
+        """Sample, then size every Service; returns the scaling events. Read `counts` afterwards."""
+        self.signals.sample(now, observed, traffic, usage, {s.key: s.requests() for s in services})
+        happened = [event for s in services if (event := self._size(s, observed, traffic, now)) is not None]
+        self._forget_others({s.key for s in services})
+        return happened
+
+    def _size(
+        self, service: ScaledService, observed: Sequence[ReplicaStatus], traffic: Traffic, now: float
+    ) -> Happened | None:
+        key, settings = service.key, service.settings
+        current = self.counts.get(key)
+        if current is None:
+            current = self.counts[key] = _clamp(_live(observed, key), settings)
+        bounded = _clamp(current, settings)
+        if bounded != current:
+            self.counts[key] = bounded
+            why = f"min_replicas {settings.min_replicas}, max_replicas {settings.max_replicas}"
+            return _event(key, f"Service {key[1]}: {current} → {bounded} replicas ({why}).")
+        state = self.states.get(key, ScalerState())
+        queue = traffic.queues.get(key)
+        woken = current == 0 and queue is not None and queue.waiting > 0
+        if not (woken or is_due(state, now, self.settings)):
+            return None
+        measurement = self.signals.measure(key, current, now)
+        decision, self.states[key] = decide(service.policy(), measurement, state, now, self.settings)
+        self.counts[key] = decision.desired
+        return _event(key, decision.describe(key[1]) + ".") if decision.changed else None
+
+    def _forget_others(self, keys: set[SlotKey]) -> None:
+        for table in (self.counts, self.states, self.signals.windows):
+            for key in [k for k in table if k not in keys]:
+                del table[key]
+
+
+def _live(observed: Sequence[ReplicaStatus], key: SlotKey) -> int:
+    return sum(
+        (r.deployment, r.service) == key and r.phase in (ReplicaPhase.STARTING, ReplicaPhase.RUNNING)
+        for r in observed
+    )
+
+
+def _clamp(count: int, settings: ServiceSettings) -> int:
+    return min(max(count, settings.min_replicas), settings.max_replicas)
+
+
+def _event(key: SlotKey, message: str) -> Happened:
+    return Happened(key[0], NewEvent(Kind.SCALING, message, key[1]))

@@ -1,0 +1,124 @@
+"""Per-Service load, gathered at every reconcile step and summed up once per autoscaling evaluation.
+
+Each step samples what the gateway counted (answers per replica, requests in flight, requests waiting)
+and what the backend measured (CPU seconds and memory of each replica's process tree). Between two
+evaluations a `Window` accumulates them; `measure()` turns the window into the totals the autoscaling
+policy divides by its targets (qps over the window, average in-flight, average CPU and memory in % of
+what each replica requested) and starts the next window.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from tiffin.autoscaler import Measurement
+from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus, Usage
+from tiffin.routing.traffic import Traffic
+
+SlotKey = tuple[str, str]  # (deployment, Service)
+DEFAULT_CPU_REQUEST_CORES = 1.0  # a replica that requests no CPU is measured against one core
+
+
+@dataclass(frozen=True)
+class Requests:
+    """What one replica of a Service asked for: the base of its cpu and memory percentages."""
+
+    cpu_cores: float | None
+    memory_bytes: int | None
+
+
+@dataclass
+class Window:
+    started: float
+    answered: int = 0
+    samples: int = 0
+    in_flight: float = 0.0
+    cpu_percent: float = 0.0
+    cpu_samples: int = 0
+    memory_percent: float = 0.0
+    memory_samples: int = 0
+    queued: int = 0
+
+
+@dataclass
+class Signals:
+    windows: dict[SlotKey, Window] = field(default_factory=dict)
+    _answered: dict[str, int] = field(default_factory=dict)  # by replica URL: the gateway's last count
+    _cpu: dict[str, tuple[float, float]] = field(default_factory=dict)  # by replica id: (seconds, at)
+
+    def sample(
+        self,
+        now: float,
+        observed: Sequence[ReplicaStatus],
+        traffic: Traffic,
+        usage: Mapping[str, Usage],
+        requests: Mapping[SlotKey, Requests],
+    ) -> None:
+        running = [r for r in observed if r.phase is ReplicaPhase.RUNNING]
+        for key, asked in requests.items():
+            window = self.windows.setdefault(key, Window(now))
+            mine = [r for r in running if (r.deployment, r.service) == key]
+            self._count_traffic(window, mine, traffic)
+            self._count_usage(window, mine, usage, asked, now)
+            queue = traffic.queues.get(key)
+            window.queued = max(window.queued, queue.waiting if queue else 0)
+        self._forget_gone(running)
+
+    def measure(self, key: SlotKey, replicas: int, now: float) -> Measurement:
+        """The window's totals for a Service now running `replicas`; a new window starts."""
+        window = self.windows.get(key) or Window(now)
+        self.windows[key] = Window(now)
+        elapsed = now - window.started
+        return Measurement(
+            replicas=replicas,
+            cpu=window.cpu_percent / window.cpu_samples if window.cpu_samples else None,
+            memory=window.memory_percent / window.memory_samples if window.memory_samples else None,
+            qps=window.answered / elapsed if elapsed > 0 else None,
+            in_flight=window.in_flight / window.samples if window.samples else 0.0,
+            queued=float(window.queued),
+        )
+
+    def _count_traffic(self, window: Window, mine: Sequence[ReplicaStatus], traffic: Traffic) -> None:
+        in_flight = 0
+        for replica in mine:
+            seen = traffic.replicas.get(replica.url or "")
+            if seen is None or replica.url is None:
+                continue
+            window.answered += max(0, seen.requests - self._answered.get(replica.url, 0))
+            self._answered[replica.url] = seen.requests
+            in_flight += seen.in_flight
+        window.in_flight += in_flight
+        window.samples += 1
+
+    def _count_usage(
+        self,
+        window: Window,
+        mine: Sequence[ReplicaStatus],
+        usage: Mapping[str, Usage],
+        asked: Requests,
+        now: float,
+    ) -> None:
+        cpu, memory, measured = 0.0, 0.0, False
+        for replica in mine:
+            used = usage.get(replica.replica_id)
+            if used is None:
+                continue
+            measured = True
+            before = self._cpu.get(replica.replica_id)
+            self._cpu[replica.replica_id] = (used.cpu_seconds, now)
+            if before is not None and now > before[1]:
+                cores = (used.cpu_seconds - before[0]) / (now - before[1])
+                cpu += 100.0 * cores / (asked.cpu_cores or DEFAULT_CPU_REQUEST_CORES)
+            if asked.memory_bytes:
+                memory += 100.0 * used.memory_bytes / asked.memory_bytes
+        if measured:
+            window.cpu_percent += cpu
+            window.cpu_samples += 1
+            if asked.memory_bytes:
+                window.memory_percent += memory
+                window.memory_samples += 1
+
+    def _forget_gone(self, running: Sequence[ReplicaStatus]) -> None:
+        urls = {r.url for r in running}
+        ids = {r.replica_id for r in running}
+        self._answered = {url: n for url, n in self._answered.items() if url in urls}
+        self._cpu = {replica_id: v for replica_id, v in self._cpu.items() if replica_id in ids}
