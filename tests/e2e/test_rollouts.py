@@ -4,18 +4,14 @@ A background client calls the deployment the whole time; every answer (or failur
 the version that served it.
 """
 
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
 from tests.support.bentoml_cli import BentomlCli, write_project
+from tests.support.load import Load, steady_load, wait_for
 from tests.support.server import TiffinServer
 
 pytestmark = pytest.mark.e2e
@@ -38,45 +34,6 @@ class Ver:
         {fail}
         return VERSION
 """
-
-
-@dataclass
-class Load:
-    """Calls `url` back to back until stopped; records (status or error, version) per request."""
-
-    url: str
-    results: list[tuple[str, str]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        deadline = time.monotonic() + LOAD_LIMIT_S
-        with httpx.Client(timeout=30) as client:
-            while not self.stop.is_set() and time.monotonic() < deadline:
-                try:
-                    response = client.post(f"{self.url}/version", json={})
-                    self.results.append((str(response.status_code), response.text.strip('"')))
-                except httpx.HTTPError as exc:
-                    self.results.append((type(exc).__name__, ""))
-                time.sleep(0.01)
-
-    @property
-    def failures(self) -> list[tuple[str, str]]:
-        return [r for r in self.results if r[0] != "200"]
-
-    def versions(self) -> list[str]:
-        return [text for status, text in self.results if status == "200"]
-
-
-@contextmanager
-def steady_load(url: str) -> Iterator[Load]:
-    load = Load(url)
-    thread = threading.Thread(target=load.run, daemon=True)
-    thread.start()
-    try:
-        yield load
-    finally:
-        load.stop.set()
-        thread.join(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -124,17 +81,6 @@ def deploy(server: TiffinServer, cli: BentomlCli, tmp_path: Path, tag: str, stra
 
 def update(cli: BentomlCli, tmp_path: Path, tag: str, strategy: str) -> None:
     cli.run("deployment", "update", "ver", "-f", str(config_file(tmp_path, tag, strategy)))
-
-
-def wait_for(
-    check: Callable[[], bool], what: str, timeout: float = TIMEOUT_S, describe: Callable[[], str] = str
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}: {describe()}")
 
 
 def replicas(server: TiffinServer) -> list[tuple[str, str, str]]:

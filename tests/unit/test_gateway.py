@@ -1059,3 +1059,23 @@ async def test_a_replica_slower_than_traffic_timeout_gets_a_504(
     )
     assert quick.status_code == 200, "the connection and the replica stay usable"
     assert gateway.traffic().replicas[api.url] == ReplicaTraffic(requests=2, errors=1, in_flight=0)
+
+
+async def test_a_queued_request_that_outwaits_its_bound_says_the_replicas_stayed_busy(
+    gateway: Gateway, client: httpx.AsyncClient, replicas: Callable[[str], Awaitable[Replica]]
+) -> None:
+    api = await replicas("api")
+    shop = deployment("shop", {"Api": [api]}, admission=replace(queued(max_concurrency=1), hold_s=0.3))
+    await gateway.apply(snapshot(shop))
+    busy = asyncio.create_task(client.get(url(shop.port, "/slow")))
+    await eventually(lambda: len(api.seen) == 1)
+
+    late = await client.get(url(shop.port, "/"))
+
+    assert late.status_code == 503 and late.headers["retry-after"] == "1"
+    assert (
+        late.json()["message"]
+        == "Deployment shop: every replica of Service Api stayed busy for 0.3 s: retry shortly."
+    )
+    api.gate.set()
+    assert (await busy).status_code == 200

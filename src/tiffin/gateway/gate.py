@@ -87,6 +87,18 @@ def not_ready(route: Route) -> Reply:
     return message(503, text, ("retry-after", "1"))
 
 
+def waited_too_long(route: Route) -> Reply:
+    """503 for a request whose wait in the Service's line outlasted its bound (`hold_s`)."""
+    if not route.target.endpoints:
+        return not_ready(route)
+    return message(
+        503,
+        f"Deployment {route.deployment.name}: every replica of Service {route.target.service} stayed busy"
+        f" for {route.target.admission.hold_s:g} s: retry shortly.",
+        ("retry-after", "1"),
+    )
+
+
 def no_longer_served(route: Route) -> Reply:
     """503 for a request that waited for a replica while its port stopped serving it (deleted, closing)."""
     return message(

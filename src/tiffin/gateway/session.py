@@ -18,7 +18,7 @@ from tiffin.gateway.conn import Side
 from tiffin.gateway.context import GatewayContext
 from tiffin.gateway.exchange import Exchange
 from tiffin.gateway.framing import Framer, Length, request_framer
-from tiffin.gateway.gate import Admit, admit, has_room, local_reply, no_longer_served, not_ready
+from tiffin.gateway.gate import Admit, admit, has_room, local_reply, no_longer_served, waited_too_long
 from tiffin.gateway.headers import wants_close
 from tiffin.gateway.http1 import HttpError, RequestHead, parse_request
 from tiffin.gateway.replies import CONTINUE, Reply, message, render
@@ -219,10 +219,11 @@ class ClientSession(Side):
             self._decide(held.request, held.framer, route, self._context.tokens.lookup, held.deadline)
 
     def on_expired(self) -> None:
-        """No replica became ready within the route's bound: the usual 503 with Retry-After."""
+        """No replica could take it within the route's bound: 503 with Retry-After."""
         held, self._held = self._held, None
         if held is not None:
-            self.guard(lambda: self._answer(held.request, held.framer, not_ready(held.route)))
+            route = self._context.table.routes.get(self._listener.port, held.route)
+            self.guard(lambda: self._answer(held.request, held.framer, waited_too_long(route)))
 
     # forwarding
 
