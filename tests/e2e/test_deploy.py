@@ -139,8 +139,13 @@ def test_two_service_deployment_end_to_end(
     assert answer["env"] == {"GLOBAL_ENV": "g", "SHARED": "front", "SVC_ENV": None, "SECRET_TOKEN": None}
     assert answer["inner"]["env"]["SHARED"] == "global" and answer["inner"]["env"]["SVC_ENV"] == "model"
     assert answer["inner"]["timeout"] == 42 and answer["timeout"] != 42
-    table = cli.tiffin("replicas", "duo").stdout
-    assert table.count("Model") == 2 and table.count("Front") == 1 and table.count("running") == 3
+    services, replica_table = cli.tiffin("replicas", "duo").stdout.split("\n\n")
+    assert replica_table.count("Model") == 2 and replica_table.count("Front") == 1
+    assert replica_table.count("running") == 3
+    assert [line.split()[:3] for line in services.splitlines()[1:]] == [
+        ["Front", "1", "1"],
+        ["Model", "2", "2"],
+    ]
     assert "==> build <==" in cli.tiffin("logs", "duo").stdout
     model_logs = cli.tiffin("logs", "duo", "--service", "Model", "--tail", "100").stdout
     assert model_logs.count("==> duo-model-") == 2 and "==> duo-front-" not in model_logs

@@ -136,7 +136,7 @@ def test_a_killed_replica_is_replaced_while_the_other_serves(
     assert not _alive(tree), "the killed replica left no process behind"
     after = _running(server)
     assert {r["restarts"] for r in after} == {victim["restarts"] + 1}, after
-    assert all(SHIM_DIED in r["reason"] for r in after), after
+    assert all(SHIM_DIED in r["reason"] and "killed by SIGKILL" in r["reason"] for r in after), after
     assert SHIM_DIED in cli.tiffin("replicas", NAME).stdout
     assert len(load.failures) <= MAX_FAILURES_PER_KILL, load.failures
     assert _deployment(server)["status"] == "running"

@@ -17,6 +17,7 @@ from tiffin.backends.protocol import ReplicaPhase
 from tiffin.builder import BuildFailed, BuildRequest, BuiltBento
 from tiffin.reconciler.loop import Reconciler, ReconcilerDeps
 from tiffin.routing.snapshot import RoutingSnapshot
+from tiffin.routing.traffic import QueueStats, Traffic
 from tiffin.store.models import Deployment
 
 if TYPE_CHECKING:
@@ -42,9 +43,9 @@ class StubBuilder:
 
 
 class Harness:
-    def __init__(self, api: Api, builder: StubBuilder) -> None:
+    def __init__(self, api: Api, builder: StubBuilder, backend: FakeBackend | None = None) -> None:
         context = api.client.app.state.context  # type: ignore[attr-defined]
-        self.api, self.backend = api, FakeBackend()
+        self.api, self.backend = api, backend or FakeBackend()
         self.now = 0.0
         deps = ReconcilerDeps(
             db=context.db,
@@ -99,8 +100,11 @@ def test_a_deployment_goes_from_building_to_running(harness: Harness) -> None:
         lambda s: len(s.deployments["d1"].services["echo"].endpoints) == 2, "routes"
     )
     assert harness.status() == "running"
-    replicas = harness.api.ok("GET", f"{DEPLOYMENTS}/d1/replicas")["items"]
-    assert sorted(r["state"] for r in replicas) == ["running", "running"]
+    body = harness.api.ok("GET", f"{DEPLOYMENTS}/d1/replicas")
+    assert sorted(r["state"] for r in body["items"]) == ["running", "running"]
+    assert body["services"] == {
+        "echo": {"replicas": 2, "ready": 2, "waiting": 0, "min_replicas": 2, "max_replicas": 2}
+    }
     assert snapshot.deployments["d1"].entry_service == "echo"
 
 
@@ -131,6 +135,21 @@ def test_a_crashed_replica_is_replaced_after_its_backoff(harness: Harness) -> No
     harness.step_until(lambda _: len(harness.backend.started) == 3, "a replacement")
     records = harness.api.ok("GET", f"{DEPLOYMENTS}/d1/replicas")["items"]
     assert {r["restarts"] for r in records} == {1} and any(r["reason"] == "OOMKilled" for r in records)
+
+
+def test_restart_counts_and_reasons_survive_a_new_reconciler(harness: Harness, tmp_path: Path) -> None:
+    harness.step_until(lambda _: len(harness.backend.started) == 2, "two replicas started")
+    harness.backend.crash(harness.backend.started[0], "OOMKilled")
+    harness.reconciler.step()
+
+    harness.backend.forget(harness.backend.started[0])
+    harness.backend.set_ready(harness.backend.started[1])
+    new_tiffin = Harness(harness.api, StubBuilder(tmp_path), harness.backend)  # only the store remembers
+    new_tiffin.reconciler.step()
+
+    records = harness.api.ok("GET", f"{DEPLOYMENTS}/d1/replicas")["items"]
+    assert {r["restarts"] for r in records} == {1}
+    assert all(r["reason"] == "OOMKilled" for r in records), records
 
 
 def test_deleting_a_deployment_stops_its_replicas(harness: Harness) -> None:
@@ -243,3 +262,23 @@ def _upload(api: Api, repo: str, version: str) -> None:
     api.ok("PATCH", f"{one}/start_upload")
     headers = {"Content-Type": "application/octet-stream"}
     api.ok("PUT", f"{one}/upload", content=api.artifact_tar("bento", repo, version), headers=headers)
+
+
+def test_min_zero_is_scaled_to_zero_until_a_waiting_request_wakes_it(api: Api, tmp_path: Path) -> None:
+    api.push("bento", "echo", "v1")
+    scaling = {"min_replicas": 0, "max_replicas": 2}
+    api.ok(
+        "POST",
+        DEPLOYMENTS,
+        json={"bento": "echo:v1", "name": "d1", "services": {"echo": {"scaling": scaling}}},
+    )
+    harness = Harness(api, StubBuilder(tmp_path))
+    harness.step_until(lambda _: harness.status() == "scaled-to-zero", "scaled-to-zero")
+    assert harness.backend.started == []
+
+    waiting = Traffic({}, {("d1", "echo"): QueueStats(waiting=3, oldest_wait_s=0.1)})
+    harness.reconciler.step(waiting)
+
+    assert len(harness.backend.started) == 1, "woken at once, without waiting for an evaluation"
+    assert harness.api.ok("GET", f"{DEPLOYMENTS}/d1/replicas")["services"]["echo"]["waiting"] == 3
+    assert any("0 → 1 replicas" in e["message"] for e in events(harness) if e["kind"] == "scaling")

@@ -476,7 +476,9 @@ def _shim_died(process: TrackedProcess | None, isolation: str | None) -> str:
     """Why a replica ended when its shim could not say (it was killed, or crashed)."""
     reason = "the replica's shim died unexpectedly, taking its processes with it"
     status = process.wait_status if process is not None else None
-    if status is None or isolation != Isolation.SUBREAPER.value:
+    if status is None:
+        return reason
+    if isolation != Isolation.SUBREAPER.value and not os.WIFSIGNALED(status):
         return reason  # `unshare` reports its child's death by signal as a plain failure
     return f"{reason} ({describe_wait_status(status)})"
 

@@ -102,9 +102,15 @@ def events(
 @click.argument("deployment")
 @_client_options
 def replicas(deployment: str, endpoint: str | None, api_token: str | None) -> None:
-    """Show the replicas of DEPLOYMENT: Service, state, restarts, PID, URL and last reason."""
+    """Show DEPLOYMENT's Services (replicas wanted within min..max, ready, requests waiting), then each
+    replica: Service, state, restarts, PID, URL and last reason."""
     path = f"/api/v2/deployments/{deployment}/replicas"
-    _table(_REPLICA_COLUMNS, _get(resolve(endpoint, api_token), path, {}).json()["items"])
+    body = _get(resolve(endpoint, api_token), path, {}).json()
+    services = [{"service": name, **scale} for name, scale in sorted(body.get("services", {}).items())]
+    if services:
+        _table(("service", "replicas", "ready", "waiting", "min_replicas", "max_replicas"), services)
+        click.echo()
+    _table(_REPLICA_COLUMNS, body["items"])
 
 
 @click.command()

@@ -31,14 +31,14 @@ from tiffin.reconciler.events import Happened, View, action_events, changes, sta
 from tiffin.reconciler.plan import Action, DesiredService, Forget, RestartBook, RollBack, Start, Stop, plan
 from tiffin.reconciler.readiness import ReadinessDeadlines
 from tiffin.reconciler.routing import RouteInput, snapshot
-from tiffin.reconciler.scaling import ScaledService, Scaler
+from tiffin.reconciler.scaling import ScaledService, Scaler, scale_report
 from tiffin.reconciler.specs import RuntimeContext, replica_template
 from tiffin.reconciler.status import Status, build_status, runtime_status, terminated_status
 from tiffin.routing.snapshot import RoutingSnapshot
 from tiffin.routing.traffic import ReplicaTraffic, Traffic
 from tiffin.store import events
 from tiffin.store.db import Database
-from tiffin.store.deployments import PortPool, RollbackTarget, all_deployments, roll_back
+from tiffin.store.deployments import PortPool, RollbackTarget, all_deployments, restart_histories, roll_back
 from tiffin.store.models import Deployment, ReplicaRecord
 from tiffin.store.secret_box import SecretBox
 from tiffin.store.secrets import SecretStore
@@ -84,7 +84,7 @@ class Reconciler:
     def __init__(self, deps: ReconcilerDeps, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._deps = deps
         self._builds = BuildTracker(deps.builder)
-        self._book = RestartBook()
+        self._book = _remembered_restarts(deps.db)
         self._monotonic = monotonic
         self._records: dict[str, tuple[object, ...]] = {}
         self._drains = Drains()
@@ -111,7 +111,8 @@ class Reconciler:
         actions, self._book = plan(decided.desired, observed, self._book, now, _replica_id, by_replica)
         happened = scaled + self._happened(decided.desired, observed, actions)
         self._act(actions, {r.replica_id: r for r in actual}, now)
-        self._persist(rows, decided.statuses, observed, happened)
+        scales = scale_report(_scaled(wanted), self._scaler.counts, observed, traffic)
+        self._persist(rows, _Observed(decided.statuses, scales), observed, happened)
         return snapshot(decided.routes, observed)
 
     def _happened(
@@ -210,28 +211,20 @@ class Reconciler:
     def _persist(
         self,
         rows: Sequence[Deployment],
-        statuses: dict[str, Status],
+        seen: "_Observed",
         observed: Sequence[ReplicaStatus],
         happened: list[Happened],
     ) -> None:
         now = self._deps.clock.now()
         records = {r.replica_id: self._record_values(r) for r in observed}
-        changed_status = [row for row in rows if _status_changed(row, statuses.get(row.name))]
-        if not changed_status and records == self._records and not happened:
+        changed = [row for row in rows if seen.differs(row)]
+        if not changed and records == self._records and not happened:
             return
         with self._deps.db.session() as session:
-            for row in changed_status:
+            for row in changed:
                 fresh = session.get(Deployment, row.id)
                 if fresh is not None:
-                    status = statuses[row.name]
-                    was = Status(fresh.status, fresh.status_message)
-                    fresh.status, fresh.status_message, fresh.status_updated_at = (
-                        status.status,
-                        status.message,
-                        now,
-                    )
-                    if was.status != status.status:
-                        happened.append(status_change(row.name, was, status))
+                    happened += seen.write(fresh, now)
             if records != self._records:
                 self._write_records(session, rows, observed, now)
             _write_events(session, {row.name: row.id for row in rows}, happened, now)
@@ -292,6 +285,17 @@ async def _first_of(stop: asyncio.Event, nudge: asyncio.Event, timeout_s: float)
         wait.cancel()
 
 
+def _remembered_restarts(db: Database) -> RestartBook:
+    """Restart counts and reasons as the last Tiffin left them in the replica records."""
+    with db.session() as session:
+        return RestartBook.remembered(
+            [
+                ((h.deployment, h.service), h.restarts, h.last_reason, h.revision)
+                for h in restart_histories(session)
+            ]
+        )
+
+
 def _scaled(wanted: Sequence[Wanted]) -> list[ScaledService]:
     """The Services to size: those of active deployments (a terminated one runs nothing)."""
     return [
@@ -322,8 +326,33 @@ def _replica_id(service: DesiredService) -> str:
     return f"{service.deployment}-{service.service.lower()}-{service.revision[:6]}-{secrets.token_hex(2)}"
 
 
-def _status_changed(row: Deployment, status: Status | None) -> bool:
-    return status is not None and (row.status, row.status_message) != (status.status, status.message)
+@dataclass(frozen=True)
+class _Observed:
+    """What a step found per deployment: its status, and the scale of each of its Services."""
+
+    statuses: dict[str, Status]
+    scales: dict[str, dict[str, dict[str, int]]]
+
+    def differs(self, row: Deployment) -> bool:
+        status = self.statuses.get(row.name)
+        if status is None:
+            return False
+        return (row.status, row.status_message, row.scale) != (
+            status.status,
+            status.message,
+            self._scale(row),
+        )
+
+    def write(self, row: Deployment, now: datetime) -> list[Happened]:
+        """Store it on `row`; a new status is also an event."""
+        status, was = self.statuses[row.name], Status(row.status, row.status_message)
+        if (was.status, was.message) != (status.status, status.message):
+            row.status, row.status_message, row.status_updated_at = status.status, status.message, now
+        row.scale = self._scale(row)
+        return [status_change(row.name, was, status)] if was.status != status.status else []
+
+    def _scale(self, row: Deployment) -> dict[str, dict[str, int]]:
+        return self.scales.get(row.name, {})
 
 
 def _route_input(want: Wanted, status: Status, queue_capacity: int) -> RouteInput:

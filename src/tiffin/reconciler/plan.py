@@ -101,6 +101,16 @@ class RestartBook:
     def with_health(self, key: SlotKey, health: SlotHealth) -> "RestartBook":
         return RestartBook({**self.slots, key: health})
 
+    @classmethod
+    def remembered(cls, history: Sequence[tuple[SlotKey, int, str, str]]) -> "RestartBook":
+        """A book that starts from (slot, restarts, last reason, its revision) kept from before."""
+        return cls(
+            {
+                key: SlotHealth(restarts, last_reason=reason, failing_revision=rev)
+                for key, restarts, reason, rev in history
+            }
+        )
+
 
 def plan(
     desired: Sequence[DesiredService],

@@ -100,3 +100,25 @@ def _clamp(count: int, settings: ServiceSettings) -> int:
 
 def _event(key: SlotKey, message: str) -> Happened:
     return Happened(key[0], NewEvent(Kind.SCALING, message, key[1]))
+
+
+def scale_report(
+    services: Sequence[ScaledService],
+    counts: Mapping[SlotKey, int],
+    observed: Sequence[ReplicaStatus],
+    traffic: Traffic,
+) -> dict[str, dict[str, dict[str, int]]]:
+    """Per deployment and Service: the replicas wanted, those ready, and the requests waiting."""
+    report: dict[str, dict[str, dict[str, int]]] = {}
+    for service in services:
+        key, queue = service.key, traffic.queues.get(service.key)
+        report.setdefault(key[0], {})[key[1]] = {
+            "replicas": counts.get(key, service.settings.min_replicas),
+            "ready": sum(
+                (r.deployment, r.service) == key and r.phase is ReplicaPhase.RUNNING for r in observed
+            ),
+            "waiting": queue.waiting if queue else 0,
+            "min_replicas": service.settings.min_replicas,
+            "max_replicas": service.settings.max_replicas,
+        }
+    return report

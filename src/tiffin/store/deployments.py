@@ -195,6 +195,30 @@ def replica_records(session: Session, row: Deployment) -> list[ReplicaRecord]:
     return list(session.scalars(query.order_by(ReplicaRecord.service, ReplicaRecord.replica_id)))
 
 
+@dataclass(frozen=True)
+class RestartHistory:
+    """What the replica records of one Service say about its crashes (kept across Tiffin restarts)."""
+
+    deployment: str
+    service: str
+    restarts: int
+    last_reason: str
+    revision: str  # of the replica that carries the reason
+
+
+def restart_histories(session: Session) -> list[RestartHistory]:
+    """Per Service with recorded restarts: the count and the last reason given."""
+    rows = session.execute(
+        select(Deployment.name, ReplicaRecord).join(Deployment, Deployment.id == ReplicaRecord.deployment_id)
+    )
+    found: dict[tuple[str, str], RestartHistory] = {}
+    for name, record in rows:
+        key, known = (name, record.service), found.get((name, record.service))
+        if record.restarts and (known is None or (record.reason and not known.last_reason)):
+            found[key] = RestartHistory(name, record.service, record.restarts, record.reason, record.revision)
+    return list(found.values())
+
+
 def _labelled(row: Deployment, page: DeploymentPage) -> bool:
     present = {(label.get("key"), label.get("value")) for label in row.labels}
     return all(pair in present for pair in page.labels)

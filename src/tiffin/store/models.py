@@ -125,7 +125,8 @@ class Secret(Timestamped, Base):
 
 
 class Deployment(Timestamped, Base):
-    """What the user wants running; `status` and `status_message` are written by the reconciler only."""
+    """What the user wants running; `status`, `status_message` and `scale` are written by the reconciler
+    only."""
 
     __tablename__ = "deployments"
     __table_args__ = (UniqueConstraint("organization_id", "name"),)
@@ -144,6 +145,7 @@ class Deployment(Timestamped, Base):
     status: Mapped[str] = mapped_column(String(32), default="deploying")
     status_message: Mapped[str] = mapped_column(Text, default="")
     status_updated_at: Mapped[datetime | None]
+    scale: Mapped[dict[str, Any]] = mapped_column(default=dict)  # per Service: replicas, ready, waiting
 
     cluster: Mapped[Cluster] = relationship(lazy="joined")
     creator: Mapped[User] = relationship(lazy="joined")

@@ -169,6 +169,7 @@ def deployment_events(name: str, principal: ReadCluster, context: Context, reque
 
 @router.get("/{name}/replicas")
 def replicas(name: str, principal: ReadCluster, context: Context) -> Json:
+    """Each replica, and per Service the replicas wanted (autoscaled), ready, and requests waiting."""
     with context.db.session() as session:
         row = store.find_deployment(session, principal.organization_id, name)
         items = [
@@ -184,7 +185,7 @@ def replicas(name: str, principal: ReadCluster, context: Context) -> Json:
             }
             for r in store.replica_records(session, row)
         ]
-    return {"items": items}
+        return {"items": items, "services": row.scale}
 
 
 @router.get("/{name}/logs", response_class=PlainTextResponse)
