@@ -417,7 +417,7 @@ def test_a_deleted_name_can_be_used_again(duo: Api) -> None:
 def test_replicas_is_empty_without_a_runtime(duo: Api) -> None:
     create(duo)
 
-    assert duo.ok("GET", f"{DEPLOYMENTS}/d1/replicas?cluster=") == {"items": []}
+    assert duo.ok("GET", f"{DEPLOYMENTS}/d1/replicas?cluster=") == {"items": [], "services": {}}
     duo.fails(404, "GET", f"{DEPLOYMENTS}/nope/replicas?cluster=")
 
 
