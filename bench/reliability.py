@@ -29,8 +29,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -43,6 +43,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.bentoml_cli import BentomlCli, write_project
+from tests.support.load import in_background
 from tests.support.server import TiffinServer, processes_under
 
 TOKEN = "tfn_bench_admin"
@@ -98,16 +99,8 @@ class TimedLoad:
         return len(recent) == STEADY_CALLS and all(ok for _, _, ok in recent)
 
 
-@contextmanager
-def running_load(url: str) -> Iterator[TimedLoad]:
-    load = TimedLoad(url)
-    thread = threading.Thread(target=load.run, daemon=True)
-    thread.start()
-    try:
-        yield load
-    finally:
-        load.stop.set()
-        thread.join(timeout=60)
+def running_load(url: str) -> AbstractContextManager[TimedLoad]:
+    return in_background(TimedLoad(url))
 
 
 @dataclass

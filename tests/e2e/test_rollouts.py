@@ -10,30 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.bentoml_cli import BentomlCli, write_project
+from tests.support.bentoml_cli import VERSIONED_SOURCE, BentomlCli, write_project
 from tests.support.load import Load, steady_load, wait_for
 from tests.support.server import TiffinServer
 
 pytestmark = pytest.mark.e2e
 TIMEOUT_S = 240
-LOAD_LIMIT_S = 300
-
-VERSIONED_SOURCE = """
-import bentoml
-
-VERSION = "{version}"
-
-
-@bentoml.service
-class Ver:
-    def __init__(self) -> None:
-        {crash}
-
-    @bentoml.api
-    def version(self) -> str:
-        {fail}
-        return VERSION
-"""
 
 
 @pytest.fixture(scope="module")

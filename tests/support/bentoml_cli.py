@@ -127,3 +127,22 @@ def write_project(project: Path, source: str, service: str, python_packages: tup
     python = f"python:\n  lock_packages: false\n  packages:{packages}\n" if python_packages else ""
     (project / "bentofile.yaml").write_text(f'service: "service:{service}"\ninclude: ["*.py"]\n{python}')
     return project
+
+
+# A Service answering its version; {crash} runs in __init__, {fail} in the API ("pass"/"" for none).
+VERSIONED_SOURCE = """
+import bentoml
+
+VERSION = "{version}"
+
+
+@bentoml.service
+class Ver:
+    def __init__(self) -> None:
+        {crash}
+
+    @bentoml.api
+    def version(self) -> str:
+        {fail}
+        return VERSION
+"""

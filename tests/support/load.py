@@ -7,8 +7,9 @@ the text that served it; `wait_for` polls a condition with a deadline instead of
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import httpx
 
@@ -43,16 +44,29 @@ class Load:
         return [text for status, text in self.results if status == "200"]
 
 
+class Runner(Protocol):
+    stop: threading.Event
+
+    def run(self) -> None: ...
+
+
+R = TypeVar("R", bound=Runner)
+
+
 @contextmanager
-def steady_load(url: str) -> Iterator[Load]:
-    load = Load(url)
-    thread = threading.Thread(target=load.run, daemon=True)
+def in_background(runner: R) -> Iterator[R]:
+    """`runner.run()` on a thread for the duration of the block; stopped and joined after it."""
+    thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     try:
-        yield load
+        yield runner
     finally:
-        load.stop.set()
+        runner.stop.set()
         thread.join(timeout=60)
+
+
+def steady_load(url: str) -> AbstractContextManager[Load]:
+    return in_background(Load(url))
 
 
 def wait_for(

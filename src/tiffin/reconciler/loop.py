@@ -11,11 +11,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
-
-from sqlalchemy import delete
-from sqlalchemy.orm import Session
 
 from tiffin.artifacts.storage import ArtifactStore
 from tiffin.autoscaler import DEFAULT_SETTINGS, ScalerSettings
@@ -27,8 +23,9 @@ from tiffin.reconciler.admission import admission, cold_start_timeout
 from tiffin.reconciler.builds import BuildTracker
 from tiffin.reconciler.desired import Wanted, read_wanted
 from tiffin.reconciler.draining import Drains
-from tiffin.reconciler.events import Happened, View, action_events, changes, status_change, view_of
-from tiffin.reconciler.plan import Action, DesiredService, Forget, RestartBook, RollBack, Start, Stop, plan
+from tiffin.reconciler.events import Happened, View, action_events, changes, view_of
+from tiffin.reconciler.persist import Observed, Recorder, Replicas, remembered_restarts
+from tiffin.reconciler.plan import Action, DesiredService, Forget, RollBack, Start, Stop, plan
 from tiffin.reconciler.readiness import ReadinessDeadlines
 from tiffin.reconciler.routing import RouteInput, snapshot
 from tiffin.reconciler.scaling import ScaledService, Scaler, scale_report
@@ -36,10 +33,8 @@ from tiffin.reconciler.specs import RuntimeContext, replica_template
 from tiffin.reconciler.status import Status, build_status, runtime_status, terminated_status
 from tiffin.routing.snapshot import RoutingSnapshot
 from tiffin.routing.traffic import ReplicaTraffic, Traffic
-from tiffin.store import events
 from tiffin.store.db import Database
-from tiffin.store.deployments import PortPool, RollbackTarget, all_deployments, restart_histories, roll_back
-from tiffin.store.models import Deployment, ReplicaRecord
+from tiffin.store.deployments import PortPool, RollbackTarget, all_deployments, roll_back
 from tiffin.store.secret_box import SecretBox
 from tiffin.store.secrets import SecretStore
 
@@ -84,9 +79,9 @@ class Reconciler:
     def __init__(self, deps: ReconcilerDeps, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._deps = deps
         self._builds = BuildTracker(deps.builder)
-        self._book = _remembered_restarts(deps.db)
+        self._book = remembered_restarts(deps.db)
         self._monotonic = monotonic
-        self._records: dict[str, tuple[object, ...]] = {}
+        self._recorder = Recorder(deps.db, deps.clock)
         self._drains = Drains()
         self._deadlines = ReadinessDeadlines()
         self._view: View | None = None
@@ -112,7 +107,9 @@ class Reconciler:
         happened = scaled + self._happened(decided.desired, observed, actions)
         self._act(actions, {r.replica_id: r for r in actual}, now)
         scales = scale_report(_scaled(wanted), self._scaler.counts, observed, traffic)
-        self._persist(rows, _Observed(decided.statuses, scales), observed, happened)
+        self._recorder.persist(
+            rows, Observed(decided.statuses, scales), Replicas(observed, self._book), happened
+        )
         return snapshot(decided.routes, observed)
 
     def _happened(
@@ -208,57 +205,6 @@ class Reconciler:
             log.info("starting %s", action.spec.replica_id)
             backend.start(action.spec)
 
-    def _persist(
-        self,
-        rows: Sequence[Deployment],
-        seen: "_Observed",
-        observed: Sequence[ReplicaStatus],
-        happened: list[Happened],
-    ) -> None:
-        now = self._deps.clock.now()
-        records = {r.replica_id: self._record_values(r) for r in observed}
-        changed = [row for row in rows if seen.differs(row)]
-        if not changed and records == self._records and not happened:
-            return
-        with self._deps.db.session() as session:
-            for row in changed:
-                fresh = session.get(Deployment, row.id)
-                if fresh is not None:
-                    happened += seen.write(fresh, now)
-            if records != self._records:
-                self._write_records(session, rows, observed, now)
-            _write_events(session, {row.name: row.id for row in rows}, happened, now)
-        self._records = records
-
-    def _record_values(self, replica: ReplicaStatus) -> tuple[object, ...]:
-        health = self._book.health((replica.deployment, replica.service))
-        inherited = health.last_reason if replica.revision == health.failing_revision else ""
-        reason = replica.reason or inherited
-        return (replica.phase.value, reason, health.restarts, replica.url, replica.pid)
-
-    def _write_records(
-        self, session: Session, rows: Sequence[Deployment], observed: Sequence[ReplicaStatus], now: datetime
-    ) -> None:
-        ids = {row.name: row.id for row in rows}
-        session.execute(delete(ReplicaRecord))
-        for replica in observed:
-            if replica.deployment in ids:
-                phase, reason, restarts, url, pid = self._record_values(replica)
-                session.add(
-                    ReplicaRecord(
-                        replica_id=replica.replica_id,
-                        deployment_id=ids[replica.deployment],
-                        service=replica.service,
-                        revision=replica.revision,
-                        state=phase,
-                        reason=reason,
-                        restarts=restarts,
-                        url=url,
-                        pid=pid,
-                        updated_at=now,
-                    )
-                )
-
     async def run(
         self, gateway: GatewayPort, interval_s: float, stop: asyncio.Event, nudge: asyncio.Event
     ) -> None:
@@ -285,17 +231,6 @@ async def _first_of(stop: asyncio.Event, nudge: asyncio.Event, timeout_s: float)
         wait.cancel()
 
 
-def _remembered_restarts(db: Database) -> RestartBook:
-    """Restart counts and reasons as the last Tiffin left them in the replica records."""
-    with db.session() as session:
-        return RestartBook.remembered(
-            [
-                ((h.deployment, h.service), h.restarts, h.last_reason, h.revision)
-                for h in restart_histories(session)
-            ]
-        )
-
-
 def _scaled(wanted: Sequence[Wanted]) -> list[ScaledService]:
     """The Services to size: those of active deployments (a terminated one runs nothing)."""
     return [
@@ -312,47 +247,8 @@ def _by_replica(
     return {r.replica_id: traffic[r.url] for r in observed if r.url is not None and r.url in traffic}
 
 
-def _write_events(session: Session, ids: dict[str, int], happened: Sequence[Happened], now: datetime) -> None:
-    touched = set()
-    for item in happened:
-        if item.deployment in ids:
-            events.record(session, ids[item.deployment], item.event, now)
-            touched.add(ids[item.deployment])
-    for deployment_id in touched:
-        events.prune(session, deployment_id)
-
-
 def _replica_id(service: DesiredService) -> str:
     return f"{service.deployment}-{service.service.lower()}-{service.revision[:6]}-{secrets.token_hex(2)}"
-
-
-@dataclass(frozen=True)
-class _Observed:
-    """What a step found per deployment: its status, and the scale of each of its Services."""
-
-    statuses: dict[str, Status]
-    scales: dict[str, dict[str, dict[str, int]]]
-
-    def differs(self, row: Deployment) -> bool:
-        status = self.statuses.get(row.name)
-        if status is None:
-            return False
-        return (row.status, row.status_message, row.scale) != (
-            status.status,
-            status.message,
-            self._scale(row),
-        )
-
-    def write(self, row: Deployment, now: datetime) -> list[Happened]:
-        """Store it on `row`; a new status is also an event."""
-        status, was = self.statuses[row.name], Status(row.status, row.status_message)
-        if (was.status, was.message) != (status.status, status.message):
-            row.status, row.status_message, row.status_updated_at = status.status, status.message, now
-        row.scale = self._scale(row)
-        return [status_change(row.name, was, status)] if was.status != status.status else []
-
-    def _scale(self, row: Deployment) -> dict[str, dict[str, int]]:
-        return self.scales.get(row.name, {})
 
 
 def _route_input(want: Wanted, status: Status, queue_capacity: int) -> RouteInput:
