@@ -3,7 +3,10 @@ bounds and wake-up at once; time is a number the test moves."""
 
 from dataclasses import replace
 
+import pytest
+
 from tiffin.autoscaler import ScalerSettings
+from tiffin.backends import capacity
 from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus, Usage
 from tiffin.core.deployment_config import MetricTarget, ScalingPolicy, ServiceSettings
 from tiffin.reconciler.scaling import ScaledService, Scaler
@@ -107,3 +110,20 @@ def test_services_no_longer_deployed_are_forgotten() -> None:
     scaler.step([service()], [], NO_TRAFFIC, {}, 0.0)
     scaler.step([], [], NO_TRAFFIC, {}, 1.0)
     assert scaler.counts == {} and scaler.states == {}
+
+
+def test_gpu_utilisation_of_each_replica_drives_a_gpu_metric() -> None:
+    scaler, gpu50 = Scaler(SETTINGS), service(metrics=(MetricTarget("gpu", 50),))
+    replicas, said = running(1), []
+    for second in range(16):
+        usage = {"r0": Usage(cpu_seconds=0.0, memory_bytes=1, gpu_percent=90.0)}
+        said += scaler.step([gpu50], replicas, NO_TRAFFIC, usage, float(second))
+    assert scaler.counts[KEY] == 2
+    assert len(said) == 1 and said[0].event.message == "Service svc: 1 → 2 replicas (gpu 90% per replica, target 50%)."
+
+
+def test_gpu_utilisation_is_read_per_index_from_nvidia_smi(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(capacity, "_query_nvidia_smi", lambda fields: "0, 87\n1, [N/A]\n2, 3\nbogus")
+    assert capacity.gpu_utilisation() == {0: 87.0, 2: 3.0}
+    monkeypatch.setattr(capacity, "_query_nvidia_smi", lambda fields: "")
+    assert capacity.gpu_utilisation() == {}

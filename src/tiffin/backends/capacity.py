@@ -164,16 +164,25 @@ def _cgroup_memory_limit(root: Path) -> int | None:
     return None
 
 
-def _query_nvidia_smi() -> str:
-    """nvidia-smi's CSV list of GPUs, or "" when there is no nvidia-smi or it fails."""
+def gpu_utilisation() -> dict[int, float]:
+    """Each GPU's utilisation now, in %, by index ({} without nvidia-smi)."""
+    found = {}
+    for line in _query_nvidia_smi("index,utilization.gpu").splitlines():
+        index, _, value = (field.strip() for field in line.partition(","))
+        if index.isdigit():
+            try:
+                found[int(index)] = float(value)
+            except ValueError:
+                continue
+    return found
+
+
+def _query_nvidia_smi(fields: str = "index,name,memory.total") -> str:
+    """nvidia-smi's CSV lines of `fields` per GPU, or "" when there is no nvidia-smi or it fails."""
     executable = shutil.which("nvidia-smi")
     if executable is None:
         return ""
-    command = [
-        executable,
-        "--query-gpu=index,name,memory.total",
-        "--format=csv,noheader,nounits",
-    ]
+    command = [executable, f"--query-gpu={fields}", "--format=csv,noheader,nounits"]
     try:
         result = subprocess.run(
             command, capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT_S, check=True

@@ -17,13 +17,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
 
 from tiffin.backends import launch, logfiles
-from tiffin.backends.capacity import HostCapacity
+from tiffin.backends.capacity import HostCapacity, gpu_utilisation
 from tiffin.backends.isolation import Isolation, detect_isolation
 from tiffin.backends.ledger import Allocation, Ledger, Shortage
 from tiffin.backends.leftovers import kill_leftovers
@@ -298,12 +298,17 @@ class LocalBackend:
     def usage(self) -> dict[str, Usage]:
         with self._lock:
             running = [
-                (replica.replica_id, replica.process)
+                (replica.replica_id, replica.process, replica.record.gpu_indices if replica.record else ())
                 for replica in self._replicas.values()
                 if replica.phase is ReplicaPhase.RUNNING and replica.process is not None
             ]
-        found = {replica_id: process.process() for replica_id, process in running}
-        return {replica_id: tree_usage(root) for replica_id, root in found.items() if root is not None}
+        gpus = gpu_utilisation() if any(indices for _, _, indices in running) else {}
+        found = {}
+        for replica_id, process, indices in running:
+            root = process.process()
+            if root is not None:
+                found[replica_id] = replace(tree_usage(root), gpu_percent=_mean(gpus, indices))
+        return found
 
     # --- watching -------------------------------------------------------------------------------
 
@@ -470,6 +475,11 @@ class LocalBackend:
 
 def _allocation_of(record: ReplicaRecord) -> Allocation:
     return Allocation(record.cpu_millicores, record.memory_bytes, record.gpu_indices, record.cpu_cores)
+
+
+def _mean(utilisation: dict[int, float], indices: tuple[int, ...]) -> float | None:
+    values = [utilisation[i] for i in indices if i in utilisation]
+    return sum(values) / len(values) if values else None
 
 
 def _shim_died(process: TrackedProcess | None, isolation: str | None) -> str:

@@ -66,10 +66,12 @@ class ReplicaStatus:
 
 @dataclass(frozen=True)
 class Usage:
-    """What a replica's process tree has used: CPU seconds so far, resident memory now."""
+    """What a replica's process tree has used: CPU seconds so far, resident memory now, and the mean
+    utilisation of its GPUs now (None without GPUs)."""
 
     cpu_seconds: float
     memory_bytes: int
+    gpu_percent: float | None = None
 
 
 class Backend(Protocol):

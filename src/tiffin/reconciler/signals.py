@@ -36,6 +36,8 @@ class Window:
     cpu_samples: int = 0
     memory_percent: float = 0.0
     memory_samples: int = 0
+    gpu_percent: float = 0.0
+    gpu_samples: int = 0
     queued: int = 0
 
 
@@ -72,6 +74,7 @@ class Signals:
             replicas=replicas,
             cpu=window.cpu_percent / window.cpu_samples if window.cpu_samples else None,
             memory=window.memory_percent / window.memory_samples if window.memory_samples else None,
+            gpu=window.gpu_percent / window.gpu_samples if window.gpu_samples else None,
             qps=window.answered / elapsed if elapsed > 0 else None,
             in_flight=window.in_flight / window.samples if window.samples else 0.0,
             queued=float(window.queued),
@@ -97,25 +100,29 @@ class Signals:
         asked: Requests,
         now: float,
     ) -> None:
-        cpu, memory, measured = 0.0, 0.0, False
-        for replica in mine:
-            used = usage.get(replica.replica_id)
-            if used is None:
-                continue
-            measured = True
-            before = self._cpu.get(replica.replica_id)
-            self._cpu[replica.replica_id] = (used.cpu_seconds, now)
-            if before is not None and now > before[1]:
-                cores = (used.cpu_seconds - before[0]) / (now - before[1])
-                cpu += 100.0 * cores / (asked.cpu_cores or DEFAULT_CPU_REQUEST_CORES)
-            if asked.memory_bytes:
-                memory += 100.0 * used.memory_bytes / asked.memory_bytes
-        if measured:
-            window.cpu_percent += cpu
-            window.cpu_samples += 1
-            if asked.memory_bytes:
-                window.memory_percent += memory
-                window.memory_samples += 1
+        measured = [(r.replica_id, usage[r.replica_id]) for r in mine if r.replica_id in usage]
+        if not measured:
+            return
+        window.cpu_percent += sum(self._cpu_percent(rid, used, asked, now) for rid, used in measured)
+        window.cpu_samples += 1
+        if asked.memory_bytes:
+            window.memory_percent += sum(
+                100.0 * used.memory_bytes / asked.memory_bytes for _, used in measured
+            )
+            window.memory_samples += 1
+        gpus = [used.gpu_percent for _, used in measured if used.gpu_percent is not None]
+        if gpus:
+            window.gpu_percent += sum(gpus)
+            window.gpu_samples += 1
+
+    def _cpu_percent(self, replica_id: str, used: Usage, asked: Requests, now: float) -> float:
+        """CPU since the replica's last sample, in % of what it requested (0 at its first sample)."""
+        before = self._cpu.get(replica_id)
+        self._cpu[replica_id] = (used.cpu_seconds, now)
+        if before is None or now <= before[1]:
+            return 0.0
+        cores = (used.cpu_seconds - before[0]) / (now - before[1])
+        return 100.0 * cores / (asked.cpu_cores or DEFAULT_CPU_REQUEST_CORES)
 
     def _forget_gone(self, running: Sequence[ReplicaStatus]) -> None:
         urls = {r.url for r in running}
