@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.bentoml_cli import BentomlCli, write_project
+from tests.support.bentoml_cli import TWO_SERVICE_SOURCE, BentomlCli, write_project
 from tests.support.load import wait_for
 from tests.support.server import TiffinServer
 
@@ -47,7 +47,10 @@ class Cloud:
         self.server, self.cli, self.tag, self.root = server, cli, tag, root
 
     def deploy(self, name: str, scaling: dict[str, Any], **settings: Any) -> str:
-        config = {"name": name, "bento": self.tag, "services": {"Napper": {"scaling": scaling, **settings}}}
+        return self.deploy_services(name, self.tag, {"Napper": {"scaling": scaling, **settings}})
+
+    def deploy_services(self, name: str, tag: str, services: dict[str, Any]) -> str:
+        config = {"name": name, "bento": tag, "services": services}
         path = self.root / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))
         self.cli.run("deploy", "-f", str(path), "--timeout", "240")
@@ -169,3 +172,16 @@ def test_qps_load_scales_up_to_max_and_back_down(cloud: Cloud) -> None:
     wait_for(lambda: cloud.running("busy") == 1, "back to min_replicas", SETTLE_S)
     scaling = cloud.events("busy", "scaling")
     assert any("→ 3 replicas (qps" in m for m in scaling), scaling
+
+
+def test_a_request_wakes_a_two_service_app_as_it_flows(cloud: Cloud) -> None:
+    tag = cloud.cli.build(write_project(cloud.root / "duo", TWO_SERVICE_SOURCE, "Front"))
+    at_zero = {"scaling": {"min_replicas": 0, "max_replicas": 1}, "cold_start_timeout": 60}
+    url = cloud.deploy_services("chain", tag, {"Front": at_zero, "Model": at_zero})
+    wait_for(lambda: cloud.scaled_to_zero("chain"), "scaled-to-zero", SETTLE_S)
+
+    answer = httpx.post(f"{url}/shout", json={"text": "hi"}, timeout=120)
+
+    assert answer.status_code == 200 and answer.json()["inner"]["upper"] == "HI"
+    woken = [m.split(":")[0] for m in cloud.events("chain", "scaling") if "0 → 1 replicas" in m]
+    assert sorted(woken) == ["Service Front", "Service Model"], woken
