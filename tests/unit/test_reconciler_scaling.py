@@ -119,7 +119,10 @@ def test_gpu_utilisation_of_each_replica_drives_a_gpu_metric() -> None:
         usage = {"r0": Usage(cpu_seconds=0.0, memory_bytes=1, gpu_percent=90.0)}
         said += scaler.step([gpu50], replicas, NO_TRAFFIC, usage, float(second))
     assert scaler.counts[KEY] == 2
-    assert len(said) == 1 and said[0].event.message == "Service svc: 1 → 2 replicas (gpu 90% per replica, target 50%)."
+    assert (
+        len(said) == 1
+        and said[0].event.message == "Service svc: 1 → 2 replicas (gpu 90% per replica, target 50%)."
+    )
 
 
 def test_gpu_utilisation_is_read_per_index_from_nvidia_smi(monkeypatch: pytest.MonkeyPatch) -> None:

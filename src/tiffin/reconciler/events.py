@@ -1,7 +1,8 @@
 """What changed between two reconcile steps, in words: the reconciler's half of a deployment's timeline.
 
-Pure functions of the previous and the current view (observed replicas, rollouts in progress, wanted
-replica counts, actions taken), so every message can be checked in unit tests without a clock.
+Pure functions of the previous and the current view (observed replicas, rollouts in progress, the
+Services still wanted, actions taken), so every message can be checked in unit tests without a clock.
+Scaling events come from `scaling`, which knows why a count changed.
 """
 
 from collections.abc import Mapping, Sequence
