@@ -26,25 +26,24 @@ import os
 import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, suppress
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
-import psutil
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.bentoml_cli import BentomlCli, write_project
 from tests.support.load import in_background
-from tests.support.server import TiffinServer, processes_under
+from tests.support.server import TiffinServer
+
+from bench.cleanup import scratch
 
 TOKEN = "tfn_bench_admin"
 NAME = "bench-heal"
@@ -53,7 +52,6 @@ DEPLOY_TIMEOUT_S = 300
 HEAL_TIMEOUT_S = 120.0
 POLL_S = 0.02
 STEADY_CALLS = 20
-_strays: list[psutil.Process] = []  # descendants seen when interrupted
 SOURCE = """
 import bentoml
 
@@ -246,35 +244,12 @@ def measure(root: Path, repeats: int) -> tuple[list[ReplicaRun], list[RestartRun
     return replica_runs, restart_runs
 
 
-def _interrupted(signum: int, frame: FrameType | None) -> None:
-    """Ctrl-C and SIGTERM: note every descendant now (a CLI's own children outlive the CLI, which
-    `subprocess.run` kills alone), then unwind through the `finally` blocks."""
-    _strays.extend(psutil.Process().children(recursive=True))
-    raise KeyboardInterrupt
-
-
-def _kill_strays(root: Path) -> None:
-    """Kill what outlived the servers' teardown: noted descendants, children, and any process naming
-    a path under `root` (such as the `uv pip compile` of a `bentoml build` killed mid-way)."""
-    found = [*_strays, *psutil.Process().children(recursive=True), *processes_under(root)]
-    alive = [p for p in found if p.is_running()]
-    for process in alive:
-        with suppress(psutil.Error):
-            process.kill()
-    psutil.wait_procs(alive, timeout=10)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="measurements of each kind")
     args = parser.parse_args()
-    signal.signal(signal.SIGINT, _interrupted)
-    signal.signal(signal.SIGTERM, _interrupted)
-    with tempfile.TemporaryDirectory(prefix="tiffin-bench-", ignore_cleanup_errors=True) as tmp:
-        try:
-            replica_runs, restart_runs = measure(Path(tmp), args.repeats)
-        finally:
-            _kill_strays(Path(tmp))
+    with scratch() as root:
+        replica_runs, restart_runs = measure(root, args.repeats)
     report_replicas(replica_runs)
     report_restarts(restart_runs)
 

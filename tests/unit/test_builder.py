@@ -296,8 +296,8 @@ def test_build_creates_a_complete_env_and_logs_each_step(
     assert "Installed 2 packages" in log
     assert "cache miss" in log
     [argv] = fake_uv.installs
-    assert argv[3] == "--python"
-    assert Path(argv[4]).parent.parent.parent.parent == env_dir.parent  # built in envs/.tmp-<key>-*/env
+    assert argv[3:5] == ["--compile-bytecode", "--python"], "modules are compiled at build, not first start"
+    assert Path(argv[5]).parent.parent.parent.parent == env_dir.parent  # built in envs/.tmp-<key>-*/env
     assert "bentoml==1.4.38" not in argv  # requirements.txt already pins it
 
 

@@ -1037,6 +1037,8 @@ async def test_a_request_waiting_for_a_service_with_no_replica_is_announced_as_d
         pending = asyncio.create_task(client.get(url(shop.port, "/wake")))
         await eventually(lambda: gateway.waiting == 1)
         assert heard == [("shop", "Api")]
+        await gateway.apply(snapshot(shop))  # still no replica: it waits on, announced only once
+        assert heard == [("shop", "Api")] and gateway.waiting == 1
         await gateway.apply(snapshot(with_ready(shop, {"Api": [api]})))
         assert (await asyncio.wait_for(pending, 10)).status_code == 200
     finally:

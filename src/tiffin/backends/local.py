@@ -49,6 +49,7 @@ from tiffin.backends.usage import tree_usage
 log = logging.getLogger("tiffin.backends")
 
 LIVENESS_FAILED = "liveness probe failed"
+GPU_SAMPLE_S = 2.0
 _LIVE_PHASES = (ReplicaPhase.STARTING, ReplicaPhase.RUNNING, ReplicaPhase.STOPPING)
 _SHIM_GRACE_SHARE = 0.8  # the shim escalates first and records why; our SIGKILL is the backstop
 _CLOSE_MARGIN_S = 10.0
@@ -132,6 +133,7 @@ class LocalBackend:
         self._lock = threading.RLock()
         self._closing = threading.Event()
         self._subscribers: list[Callable[[], None]] = []
+        self._gpus_sampled: tuple[float, dict[int, float]] | None = None
         root.mkdir(parents=True, exist_ok=True)
         self._adopt_all()
         self._watcher = threading.Thread(target=self._watch, name="tiffin-local-backend", daemon=True)
@@ -302,13 +304,20 @@ class LocalBackend:
                 for replica in self._replicas.values()
                 if replica.phase is ReplicaPhase.RUNNING and replica.process is not None
             ]
-        gpus = gpu_utilisation() if any(indices for _, _, indices in running) else {}
+        gpus = self._gpu_utilisation() if any(indices for _, _, indices in running) else {}
         found = {}
         for replica_id, process, indices in running:
             root = process.process()
             if root is not None:
                 found[replica_id] = replace(tree_usage(root), gpu_percent=_mean(gpus, indices))
         return found
+
+    def _gpu_utilisation(self) -> dict[int, float]:
+        """nvidia-smi takes tens of milliseconds: ask it at most every `GPU_SAMPLE_S`."""
+        now = self._now()
+        if self._gpus_sampled is None or now - self._gpus_sampled[0] >= GPU_SAMPLE_S:
+            self._gpus_sampled = (now, gpu_utilisation())
+        return self._gpus_sampled[1]
 
     # --- watching -------------------------------------------------------------------------------
 

@@ -73,7 +73,9 @@ def install_requirements(spec: EnvSpec, bento_dir: Path, target: Path, session: 
 
 
 def install_argv(spec: EnvSpec, uv: Path, target: Path, requirements: Path) -> list[str]:
-    argv = [str(uv), "pip", "install", "--python", str(target / "bin" / "python"), "-r", str(requirements)]
+    """`--compile-bytecode`: a replica's first start would otherwise compile ~1000 modules (≈1.5 s)."""
+    python = str(target / "bin" / "python")
+    argv = [str(uv), "pip", "install", "--compile-bytecode", "--python", python, "-r", str(requirements)]
     for folder in spec.wheel_dirs:
         argv += ["--find-links", str(folder)]
     return argv + list(spec.extra_requirements) + [str(path) for path in spec.direct_wheels]

@@ -167,9 +167,10 @@ class ClientSession(Side):
             self._forward(request, framer, route.target)
         elif outcome is Admit.HOLD:
             assert route is not None
+            arriving = deadline is None
             if deadline is None:
                 deadline = self._loop.time() + route.target.admission.hold_s
-            self._hold(Held(request, framer, route, deadline))
+            self._hold(Held(request, framer, route, deadline), arriving)
         else:
             self._answer(request, framer, outcome)
 
@@ -195,15 +196,17 @@ class ClientSession(Side):
 
     # waiting for a ready replica
 
-    def _hold(self, held: Held) -> None:
-        """Wait for an `apply()` that publishes a replica; read nothing more from the client meanwhile."""
+    def _hold(self, held: Held, arriving: bool) -> None:
+        """Wait for a replica with room; read nothing more from the client meanwhile. A request that
+        starts waiting for a Service with no ready replica is announced as demand (once, not again
+        each time an `apply()` without a replica makes it wait on)."""
         if self._listener.closing:
             self._answer(held.request, held.framer, no_longer_served(held.route))
             return
         self._held = held
         target = held.route.target
         self._context.holds.add(target.key, self._listener.port, self, held.deadline)
-        if not target.endpoints:
+        if arriving and not target.endpoints:
             self._context.on_demand(target.key)
 
     def on_route(self, route: Route | None) -> None:
