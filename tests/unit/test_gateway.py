@@ -989,6 +989,7 @@ async def test_the_queue_keeps_each_replica_under_max_concurrency_and_serves_in_
     assert [r.status_code for r in responses] == [200] * 3
     assert [seen.query for seen in api.seen] == ["n=0", "n=1", "n=2"]
     assert gateway.waiting == 0 and gateway.traffic().queues == {}
+    assert gateway.traffic().arrivals == {("shop", "Api"): 3}, "each request counted once, held or not"
 
 
 async def test_a_full_queue_answers_429_with_retry_after(

@@ -44,8 +44,9 @@ def running(count: int) -> list[ReplicaStatus]:
 
 
 def answered(replicas: list[ReplicaStatus], requests: int, waiting: int = 0) -> Traffic:
+    """`requests` arrived so far, spread over `replicas` as answered; `waiting` in the queue now."""
     per = {r.url or "": ReplicaTraffic(requests // len(replicas)) for r in replicas} if replicas else {}
-    return Traffic(per, {KEY: QueueStats(waiting, 0.0)} if waiting else {})
+    return Traffic(per, {KEY: QueueStats(waiting, 0.0)} if waiting else {}, {KEY: requests + waiting})
 
 
 def test_a_service_starts_at_min_and_a_new_bound_applies_at_once() -> None:
@@ -130,3 +131,16 @@ def test_gpu_utilisation_is_read_per_index_from_nvidia_smi(monkeypatch: pytest.M
     assert capacity.gpu_utilisation() == {0: 87.0, 2: 3.0}
     monkeypatch.setattr(capacity, "_query_nvidia_smi", lambda fields: "")
     assert capacity.gpu_utilisation() == {}
+
+
+def test_qps_counts_arrivals_so_a_backlog_behind_a_cold_start_scales_up() -> None:
+    scaler, qps10 = Scaler(SETTINGS), service(low=0, metrics=(MetricTarget("qps", 10),))
+    scaler.step([qps10], [], NO_TRAFFIC, {}, 0.0)
+    replicas = running(1)
+    for tick in range(1, 32):  # 40 requests/s arrive; the one replica answers only 2/s of them
+        now, arrived = tick * 0.5, tick * 20
+        traffic = Traffic(
+            {"http://127.0.0.1:4000": ReplicaTraffic(tick)}, {KEY: QueueStats(arrived - tick)}, {KEY: arrived}
+        )
+        scaler.step([qps10], replicas, traffic, {}, now)
+    assert scaler.counts[KEY] == 4, "40 requests/s against a target of 10"

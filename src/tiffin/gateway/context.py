@@ -6,7 +6,7 @@ request is routed by one consistent snapshot. `holds` keeps the requests waiting
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tiffin.gateway.auth import TokenCache
 from tiffin.gateway.holds import Holds
@@ -22,3 +22,4 @@ class GatewayContext:
     advertised_host: str  # what `Service.get_hosts()` is told the internal routes listen on
     holds: Holds
     on_demand: Callable[[tuple[str, str]], None]  # a request waits for a Service with no ready replica
+    arrivals: dict[tuple[str, str], int] = field(default_factory=dict)  # requests so far, by Service

@@ -62,7 +62,8 @@ class Gateway:
     def traffic(self) -> Traffic:
         """Per replica URL: requests and errors so far, requests in flight now; per Service: requests
         waiting (call in the loop)."""
-        return Traffic(self._endpoints.traffic(), self._holds.stats())
+        context = self._context
+        return Traffic(self._endpoints.traffic(), self._holds.stats(), dict(context.arrivals))
 
     async def apply(self, snapshot: RoutingSnapshot) -> None:
         """Serve `snapshot` from now on; raises ValueError, changing nothing, if it is inconsistent."""

@@ -161,7 +161,10 @@ class ClientSession(Side):
         outcome: Reply | Admit | None = reply
         if outcome is None:
             assert route is not None
-            outcome = admit(route, context.holds.count(route.target.key), resumed=deadline is not None)
+            key = route.target.key
+            if deadline is None:
+                context.arrivals[key] = context.arrivals.get(key, 0) + 1
+            outcome = admit(route, context.holds.count(key), resumed=deadline is not None)
         if outcome is Admit.FORWARD:
             assert route is not None
             self._forward(request, framer, route.target)

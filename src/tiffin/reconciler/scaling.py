@@ -82,9 +82,9 @@ class Scaler:
         return _event(key, decision.describe(key[1]) + ".") if decision.changed else None
 
     def _forget_others(self, keys: set[SlotKey]) -> None:
-        for table in (self.counts, self.states, self.signals.windows):
-            for key in [k for k in table if k not in keys]:
-                del table[key]
+        self.counts = {k: v for k, v in self.counts.items() if k in keys}
+        self.states = {k: v for k, v in self.states.items() if k in keys}
+        self.signals.keep_only(keys)
 
 
 def _live(observed: Sequence[ReplicaStatus], key: SlotKey) -> int:

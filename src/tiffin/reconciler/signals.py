@@ -29,7 +29,7 @@ class Requests:
 @dataclass
 class Window:
     started: float
-    answered: int = 0
+    arrived: int = 0
     samples: int = 0
     in_flight: float = 0.0
     cpu_percent: float = 0.0
@@ -44,7 +44,7 @@ class Window:
 @dataclass
 class Signals:
     windows: dict[SlotKey, Window] = field(default_factory=dict)
-    _answered: dict[str, int] = field(default_factory=dict)  # by replica URL: the gateway's last count
+    _arrived: dict[SlotKey, int] = field(default_factory=dict)  # the gateway's last count, by Service
     _cpu: dict[str, tuple[float, float]] = field(default_factory=dict)  # by replica id: (seconds, at)
 
     def sample(
@@ -59,7 +59,7 @@ class Signals:
         for key, asked in requests.items():
             window = self.windows.setdefault(key, Window(now))
             mine = [r for r in running if (r.deployment, r.service) == key]
-            self._count_traffic(window, mine, traffic)
+            self._count_traffic(window, key, mine, traffic)
             self._count_usage(window, mine, usage, asked, now)
             queue = traffic.queues.get(key)
             window.queued = max(window.queued, queue.waiting if queue else 0)
@@ -75,21 +75,19 @@ class Signals:
             cpu=window.cpu_percent / window.cpu_samples if window.cpu_samples else None,
             memory=window.memory_percent / window.memory_samples if window.memory_samples else None,
             gpu=window.gpu_percent / window.gpu_samples if window.gpu_samples else None,
-            qps=window.answered / elapsed if elapsed > 0 else None,
+            qps=window.arrived / elapsed if elapsed > 0 else None,
             in_flight=window.in_flight / window.samples if window.samples else 0.0,
             queued=float(window.queued),
         )
 
-    def _count_traffic(self, window: Window, mine: Sequence[ReplicaStatus], traffic: Traffic) -> None:
-        in_flight = 0
-        for replica in mine:
-            seen = traffic.replicas.get(replica.url or "")
-            if seen is None or replica.url is None:
-                continue
-            window.answered += max(0, seen.requests - self._answered.get(replica.url, 0))
-            self._answered[replica.url] = seen.requests
-            in_flight += seen.in_flight
-        window.in_flight += in_flight
+    def _count_traffic(
+        self, window: Window, key: SlotKey, mine: Sequence[ReplicaStatus], traffic: Traffic
+    ) -> None:
+        arrived = traffic.arrivals.get(key, 0)
+        window.arrived += max(0, arrived - self._arrived.get(key, 0))  # a new gateway counts from 0
+        self._arrived[key] = arrived
+        seen = [traffic.replicas.get(r.url or "") for r in mine]
+        window.in_flight += sum(s.in_flight for s in seen if s is not None)
         window.samples += 1
 
     def _count_usage(
@@ -124,8 +122,11 @@ class Signals:
         cores = (used.cpu_seconds - before[0]) / (now - before[1])
         return 100.0 * cores / (asked.cpu_cores or DEFAULT_CPU_REQUEST_CORES)
 
+    def keep_only(self, keys: set[SlotKey]) -> None:
+        """Forget Services that are no longer deployed."""
+        self.windows = {k: v for k, v in self.windows.items() if k in keys}
+        self._arrived = {k: v for k, v in self._arrived.items() if k in keys}
+
     def _forget_gone(self, running: Sequence[ReplicaStatus]) -> None:
-        urls = {r.url for r in running}
         ids = {r.replica_id for r in running}
-        self._answered = {url: n for url, n in self._answered.items() if url in urls}
         self._cpu = {replica_id: v for replica_id, v in self._cpu.items() if replica_id in ids}

@@ -1,12 +1,12 @@
 """What the gateway counts and the reconciler reads: per replica answers, errors and requests in flight,
-per Service the requests waiting for a replica.
+per Service the requests that arrived (served, waiting or refused) and those waiting for a replica.
 
 Replica counts are cumulative for as long as the gateway routes to the replica's URL; the reader takes
 differences or rates as it needs them.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -35,3 +35,4 @@ class QueueStats:
 class Traffic:
     replicas: Mapping[str, ReplicaTraffic]  # by replica URL, e.g. "http://127.0.0.1:41234"
     queues: Mapping[tuple[str, str], QueueStats]  # by (deployment, Service); only non-empty queues
+    arrivals: Mapping[tuple[str, str], int] = field(default_factory=dict)  # requests so far, by Service
