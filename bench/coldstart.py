@@ -49,7 +49,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.bentoml_cli import BentomlCli, write_project
+from tests.support.bentoml_cli import PING_SOURCE, BentomlCli, write_project
 from tests.support.server import TiffinServer, free_port
 
 from bench.cleanup import scratch
@@ -72,16 +72,6 @@ READY_POLL_S = 0.01
 API_POLL_S = 0.2
 STOP_GRACE_S = 10.0
 TARGET_FACTOR, TARGET_EXTRA_S = 1.3, 0.2
-SOURCE = """
-import bentoml
-
-
-@bentoml.service
-class Rouse:
-    @bentoml.api
-    def ping(self) -> str:
-        return "pong"
-"""
 
 
 @dataclass(frozen=True)
@@ -135,7 +125,7 @@ def deploy(server: TiffinServer, root: Path) -> tuple[str, str]:
     """Deploy the bento with min 0, max 1; returns (bento tag, deployment URL)."""
     cli = BentomlCli(home=root / "bentoml")
     cli.login(server.endpoint, server.token)
-    tag = cli.build(write_project(root / "project", SOURCE, SERVICE))
+    tag = cli.build(write_project(root / "project", PING_SOURCE.format(service=SERVICE), SERVICE))
     scaling = {"min_replicas": 0, "max_replicas": 1}
     config = root / "config.yaml"
     config.write_text(

@@ -39,7 +39,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.bentoml_cli import BentomlCli, write_project
+from tests.support.bentoml_cli import PING_SOURCE, BentomlCli, write_project
 from tests.support.load import in_background
 from tests.support.server import TiffinServer
 
@@ -52,16 +52,6 @@ DEPLOY_TIMEOUT_S = 300
 HEAL_TIMEOUT_S = 120.0
 POLL_S = 0.02
 STEADY_CALLS = 20
-SOURCE = """
-import bentoml
-
-
-@bentoml.service
-class Ping:
-    @bentoml.api
-    def ping(self) -> str:
-        return "pong"
-"""
 
 
 @dataclass
@@ -166,7 +156,7 @@ def deploy(server: TiffinServer, root: Path) -> str:
     """Deploy the bento with 2 replicas; returns the deployment URL."""
     cli = BentomlCli(home=root / "bentoml")
     cli.login(server.endpoint, server.token)
-    tag = cli.build(write_project(root / "project", SOURCE, "Ping"))
+    tag = cli.build(write_project(root / "project", PING_SOURCE.format(service="Ping"), "Ping"))
     scaling = {"min_replicas": REPLICAS, "max_replicas": REPLICAS}
     config = root / "config.yaml"
     config.write_text(

@@ -146,3 +146,16 @@ class Ver:
         {fail}
         return VERSION
 """
+
+
+# The smallest Service: {service} answers POST /ping with "pong".
+PING_SOURCE = """
+import bentoml
+
+
+@bentoml.service
+class {service}:
+    @bentoml.api
+    def ping(self) -> str:
+        return "pong"
+"""
