@@ -144,3 +144,18 @@ def test_qps_counts_arrivals_so_a_backlog_behind_a_cold_start_scales_up() -> Non
         )
         scaler.step([qps10], replicas, traffic, {}, now)
     assert scaler.counts[KEY] == 4, "40 requests/s against a target of 10"
+
+
+def test_a_queue_under_pressure_is_evaluated_before_the_period_ends() -> None:
+    scaler, qps10 = Scaler(SETTINGS), service(metrics=(MetricTarget("qps", 10),))
+    replicas = running(1)
+    scaler.step([qps10], replicas, answered(replicas, 0), {}, 0.0)
+    calm = Traffic({}, {KEY: QueueStats(5, oldest_wait_s=0.5)}, {KEY: 20})
+    scaler.step([qps10], replicas, calm, {}, 0.5)
+    assert scaler.counts[KEY] == 1, "a short wait is no reason to evaluate early"
+
+    pressed = Traffic({}, {KEY: QueueStats(40, oldest_wait_s=1.5)}, {KEY: 80})
+    said = scaler.step([qps10], replicas, pressed, {}, 2.0)
+
+    assert scaler.counts[KEY] == 4, "80 arrivals in 2 s: 40/s against 10 per replica, well before 15 s"
+    assert "1 → 4 replicas" in said[0].event.message

@@ -3,8 +3,10 @@
 A Service starts at its `min_replicas` (after a Tiffin restart: the replicas it still has, within its
 bounds). Every evaluation period the policy decides from the signals of the period; between
 evaluations, a config change that moves the bounds applies at once, and so does demand for a Service at
-zero: a request waiting at the gateway wakes it on the spot, not at the next evaluation. Every change
-is an event that says from how many to how many replicas and why.
+zero: a request waiting at the gateway wakes it on the spot, not at the next evaluation. A Service whose
+queue holds a request for `QUEUE_PRESSURE_S` is evaluated early too (at most that often), so a burst
+need not wait out the period; the policy's per-period rate limits still apply. Every change is an
+event that says from how many to how many replicas and why.
 """
 
 from collections.abc import Mapping, Sequence
@@ -15,8 +17,10 @@ from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus, Usage
 from tiffin.core.deployment_config import ServiceSettings
 from tiffin.reconciler.events import Happened
 from tiffin.reconciler.signals import Requests, Signals, SlotKey
-from tiffin.routing.traffic import Traffic
+from tiffin.routing.traffic import QueueStats, Traffic
 from tiffin.store.events import Kind, NewEvent
+
+QUEUE_PRESSURE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,7 @@ class Scaler:
             return _event(key, f"Service {key[1]}: {current} → {bounded} replicas ({why}).")
         state = self.states.get(key, ScalerState())
         queue = traffic.queues.get(key)
-        woken = current == 0 and queue is not None and queue.waiting > 0
-        if not (woken or is_due(state, now, self.settings)):
+        if not (_woken(current, queue) or _pressed(state, queue, now) or is_due(state, now, self.settings)):
             return None
         measurement = self.signals.measure(key, current, now)
         decision, self.states[key] = decide(service.policy(), measurement, state, now, self.settings)
@@ -85,6 +88,17 @@ class Scaler:
         self.counts = {k: v for k, v in self.counts.items() if k in keys}
         self.states = {k: v for k, v in self.states.items() if k in keys}
         self.signals.keep_only(keys)
+
+
+def _woken(current: int, queue: QueueStats | None) -> bool:
+    return current == 0 and queue is not None and queue.waiting > 0
+
+
+def _pressed(state: ScalerState, queue: QueueStats | None, now: float) -> bool:
+    """Requests have waited `QUEUE_PRESSURE_S` and the last evaluation is that old: evaluate now."""
+    if queue is None or queue.oldest_wait_s < QUEUE_PRESSURE_S or state.last_evaluated is None:
+        return False
+    return now - state.last_evaluated >= QUEUE_PRESSURE_S
 
 
 def _live(observed: Sequence[ReplicaStatus], key: SlotKey) -> int:
