@@ -13,6 +13,7 @@ from typing import Any
 
 from tiffin.backends.protocol import MountedFile, ReplicaSpec, Resources
 from tiffin.core.deployment_config import ServiceSettings, manifest_services
+from tiffin.reconciler.admission import replica_overrides
 
 NAMESPACE = "tiffin"
 _HOME_PREFIX = "$BENTOML_HOME"
@@ -70,10 +71,9 @@ def _env(runtime: RuntimeContext, settings: ServiceSettings) -> dict[str, str]:
         YATAI_BENTO_DEPLOYMENT_NAME=runtime.deployment,
         YATAI_BENTO_DEPLOYMENT_NAMESPACE=NAMESPACE,
     )
-    if settings.config_overrides:
-        env["BENTOML_CONFIG_OVERRIDES"] = json.dumps(
-            {"services": {settings.name: dict(settings.config_overrides)}}
-        )
+    overrides = replica_overrides(settings)
+    if overrides:
+        env["BENTOML_CONFIG_OVERRIDES"] = json.dumps({"services": {settings.name: overrides}})
     return env
 
 
