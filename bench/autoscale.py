@@ -31,10 +31,9 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ from tests.support.bentoml_cli import BentomlCli, write_project
 from tests.support.server import TiffinServer
 
 from bench.cleanup import catch_signals, scratch
+from bench.polling import deployment_api, epoch, wait_for
 
 TOKEN = "tfn_bench_admin"
 NAME = "bench-autoscale"
@@ -124,13 +124,6 @@ class Run:
     cpu: CpuUse = CpuUse(0, 0, 0)
 
 
-def api(server: TiffinServer, path: str = "") -> Any:
-    with server.client() as client:
-        response = client.get(f"/api/v2/deployments/{NAME}{path}")
-    response.raise_for_status()
-    return response.json()
-
-
 def counts(body: Any) -> tuple[int, int]:
     """(wanted, ready) replicas of the Service in a `/replicas` answer."""
     scale = (body.get("services") or {}).get(SERVICE)
@@ -140,18 +133,9 @@ def counts(body: Any) -> tuple[int, int]:
     return -1, running  # an API without per-Service counts: ready replicas only
 
 
-def wait_for(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + IDLE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(POLL_S)
-    raise SystemExit(f"timed out after {IDLE_TIMEOUT_S} s waiting for {what}")
-
-
 def idle(server: TiffinServer, options: Options) -> bool:
     """At zero with no replica left, or exactly the min replicas, all ready."""
-    status, items = api(server)["status"], api(server, "/replicas")["items"]
+    status, items = deployment_api(server, NAME)["status"], deployment_api(server, NAME, "/replicas")["items"]
     if options.min_replicas == 0:
         return status == "scaled-to-zero" and not items
     ready = [r for r in items if r["state"] == "running"]
@@ -173,7 +157,7 @@ def deploy(server: TiffinServer, root: Path, options: Options) -> str:
         yaml.safe_dump({"name": NAME, "bento": tag, "services": {SERVICE: {"scaling": scaling}}})
     )
     cli.run("deploy", "-f", str(config), "--timeout", str(DEPLOY_TIMEOUT_S))
-    url: str = api(server)["urls"][0]
+    url: str = deployment_api(server, NAME)["urls"][0]
     return url
 
 
@@ -272,13 +256,9 @@ def warm_up(url: str) -> float:
 
 
 def scaling_events(server: TiffinServer, since: float) -> list[tuple[float, str]]:
-    items = api(server, "/events?limit=1000")["items"]
-    stamped = [(_epoch(e["time"]) - since, str(e["message"])) for e in items if e["kind"] == "scaling"]
+    items = deployment_api(server, NAME, "/events?limit=1000")["items"]
+    stamped = [(epoch(e["time"]) - since, str(e["message"])) for e in items if e["kind"] == "scaling"]
     return [(at, message) for at, message in stamped if at >= -0.05]
-
-
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def measure(root: Path, options: Options) -> Run:
@@ -298,13 +278,13 @@ def measure(root: Path, options: Options) -> Run:
             f" {SETTINGS['TIFFIN_AUTOSCALE_PERIOD_S']} s, window {SETTINGS['TIFFIN_AUTOSCALE_WINDOW_S']} s",
             flush=True,
         )
-        wait_for(lambda: idle(server, options), "the deployment to be idle")
+        wait_for(lambda: idle(server, options), "the deployment to be idle", IDLE_TIMEOUT_S, POLL_S)
         if options.warm_up:
             seconds = warm_up(url)
             print(
                 f"warm-up request: {seconds:.2f} s; waiting for the deployment to be idle again", flush=True
             )
-            wait_for(lambda: idle(server, options), "the deployment to be idle again")
+            wait_for(lambda: idle(server, options), "the deployment to be idle again", IDLE_TIMEOUT_S, POLL_S)
         print(f"step: 0 -> {options.rate:g} requests/s for {options.seconds:g} s", flush=True)
         started_at, before = time.time(), cpu_snapshot(server)
         try:

@@ -36,12 +36,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psutil
@@ -53,6 +51,7 @@ from tests.support.bentoml_cli import PING_SOURCE, BentomlCli, write_project
 from tests.support.server import TiffinServer, free_port
 
 from bench.cleanup import scratch
+from bench.polling import deployment_api, epoch, wait_for
 from tiffin.backends import launch
 from tiffin.backends.ledger import Allocation
 from tiffin.backends.protocol import ReplicaSpec
@@ -96,29 +95,16 @@ class Pair:
         return self.woken / self.bare
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = WAIT_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(API_POLL_S)
-    raise SystemExit(f"timed out after {timeout} s waiting for {what}")
-
-
-def api(server: TiffinServer, path: str = "") -> Any:
-    with server.client() as client:
-        response = client.get(f"/api/v2/deployments/{NAME}{path}")
-    response.raise_for_status()
-    return response.json()
-
-
 def quiet(server: TiffinServer) -> None:
     """Wait until the deployment is `scaled-to-zero` with no replica left, not even one stopping."""
 
     def at_zero() -> bool:
-        return api(server)["status"] == "scaled-to-zero" and not api(server, "/replicas")["items"]
+        return (
+            deployment_api(server, NAME)["status"] == "scaled-to-zero"
+            and not deployment_api(server, NAME, "/replicas")["items"]
+        )
 
-    wait_for(at_zero, "the deployment to scale to zero with no replica left")
+    wait_for(at_zero, "the deployment to scale to zero with no replica left", WAIT_TIMEOUT_S, API_POLL_S)
 
 
 def deploy(server: TiffinServer, root: Path) -> tuple[str, str]:
@@ -132,7 +118,7 @@ def deploy(server: TiffinServer, root: Path) -> tuple[str, str]:
         yaml.safe_dump({"name": NAME, "bento": tag, "services": {SERVICE: {"scaling": scaling}}})
     )
     cli.run("deploy", "-f", str(config), "--timeout", str(DEPLOY_TIMEOUT_S))
-    url: str = api(server)["urls"][0]
+    url: str = deployment_api(server, NAME)["urls"][0]
     return tag, url
 
 
@@ -160,7 +146,11 @@ def server_process(launcher_pid: int) -> psutil.Process | None:
 
 def check_command(server: TiffinServer, spec: ReplicaSpec) -> str:
     """Whether the bare command is the one the live replica runs (ports aside); a line to print."""
-    pids = [r["pid"] for r in api(server, "/replicas")["items"] if r["state"] == "running" and r["pid"]]
+    pids = [
+        r["pid"]
+        for r in deployment_api(server, NAME, "/replicas")["items"]
+        if r["state"] == "running" and r["pid"]
+    ]
     found = server_process(pids[0]) if pids else None
     if found is None:
         return "could not read a live replica's command line to compare"
@@ -242,14 +232,20 @@ def woken(server: TiffinServer, url: str, skew: float) -> tuple[float, Breakdown
 
 
 def breakdown(server: TiffinServer, sent_at: float, skew: float) -> Breakdown:
-    events = [e for e in api(server, "/events?limit=1000")["items"] if _epoch(e["time"]) >= sent_at - 0.05]
+    events = [
+        e
+        for e in deployment_api(server, NAME, "/events?limit=1000")["items"]
+        if epoch(e["time"]) >= sent_at - 0.05
+    ]
 
     def first(kind: str, text: str) -> float | None:
         return next(
-            (_epoch(e["time"]) - sent_at for e in events if e["kind"] == kind and text in e["message"]), None
+            (epoch(e["time"]) - sent_at for e in events if e["kind"] == kind and text in e["message"]), None
         )
 
-    running = [r for r in api(server, "/replicas")["items"] if r["state"] == "running" and r["pid"]]
+    running = [
+        r for r in deployment_api(server, NAME, "/replicas")["items"] if r["state"] == "running" and r["pid"]
+    ]
     launcher = bentoml = None
     if running:
         with suppress(psutil.Error):
@@ -264,10 +260,6 @@ def breakdown(server: TiffinServer, sent_at: float, skew: float) -> Breakdown:
         bentoml,
         first("replica", "is ready"),
     )
-
-
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 # --- the measurement and the report --------------------------------------------------------------

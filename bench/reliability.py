@@ -28,7 +28,6 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,13 +43,13 @@ from tests.support.load import in_background
 from tests.support.server import TiffinServer
 
 from bench.cleanup import scratch
+from bench.polling import deployment_api, wait_for
 
 TOKEN = "tfn_bench_admin"
 NAME = "bench-heal"
 REPLICAS = 2
 DEPLOY_TIMEOUT_S = 300
 HEAL_TIMEOUT_S = 120.0
-POLL_S = 0.02
 STEADY_CALLS = 20
 
 
@@ -125,30 +124,13 @@ class RestartRun:
     adopted: bool
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = HEAL_TIMEOUT_S) -> float:
-    """Poll `check` until true; returns the moment it was seen true."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return time.monotonic()
-        time.sleep(POLL_S)
-    raise SystemExit(f"timed out after {timeout} s waiting for {what}")
-
-
-def api(server: TiffinServer, path: str = "") -> Any:
-    with server.client() as client:
-        response = client.get(f"/api/v2/deployments/{NAME}{path}")
-    response.raise_for_status()
-    return response.json()
-
-
 def replicas(server: TiffinServer) -> list[dict[str, Any]]:
     """The running replicas, as the API lists them."""
-    return [r for r in api(server, "/replicas")["items"] if r["state"] == "running"]
+    return [r for r in deployment_api(server, NAME, "/replicas")["items"] if r["state"] == "running"]
 
 
 def steady(server: TiffinServer, load: TimedLoad) -> bool:
-    status = api(server)["status"]
+    status = deployment_api(server, NAME)["status"]
     return status == "running" and len(replicas(server)) == REPLICAS and load.steady()
 
 
@@ -163,12 +145,12 @@ def deploy(server: TiffinServer, root: Path) -> str:
         yaml.safe_dump({"name": NAME, "bento": tag, "services": {"Ping": {"scaling": scaling}}})
     )
     cli.run("deploy", "-f", str(config), "--timeout", str(DEPLOY_TIMEOUT_S))
-    url: str = api(server)["urls"][0]
+    url: str = deployment_api(server, NAME)["urls"][0]
     return url
 
 
 def kill_a_replica(server: TiffinServer, load: TimedLoad) -> ReplicaRun:
-    wait_for(lambda: steady(server, load), "a steady deployment")
+    wait_for(lambda: steady(server, load), "a steady deployment", HEAL_TIMEOUT_S)
     victim = replicas(server)[0]
     killed = time.monotonic()
     os.kill(victim["pid"], signal.SIGKILL)
@@ -177,22 +159,24 @@ def kill_a_replica(server: TiffinServer, load: TimedLoad) -> ReplicaRun:
         running = replicas(server)
         return len(running) == REPLICAS and victim["replica"] not in {r["replica"] for r in running}
 
-    healed = wait_for(replaced, "a replacement replica")
+    healed = wait_for(replaced, "a replacement replica", HEAL_TIMEOUT_S)
     return ReplicaRun(healed - killed, *load.count(killed, healed))
 
 
 def kill_tiffin(servers: Servers, load: TimedLoad) -> RestartRun:
     old = servers.started[-1]
-    wait_for(lambda: steady(old, load), "a steady deployment")
+    wait_for(lambda: steady(old, load), "a steady deployment", HEAL_TIMEOUT_S)
     before = sorted(r["pid"] for r in replicas(old))
     old.kill()  # SIGKILL, reaped
     restarted = time.monotonic()
     new = servers.start(port=old.port)
     api_ready = time.monotonic()
-    served = wait_for(lambda: load.first_success_after(restarted) is not None, "traffic to resume")
+    served = wait_for(
+        lambda: load.first_success_after(restarted) is not None, "traffic to resume", HEAL_TIMEOUT_S
+    )
     first = load.first_success_after(restarted) or served
     failed, sent = load.count(restarted, first)
-    wait_for(lambda: steady(new, load), "the restarted server's deployment to be steady")
+    wait_for(lambda: steady(new, load), "the restarted server's deployment to be steady", HEAL_TIMEOUT_S)
     adopted = sorted(r["pid"] for r in replicas(new)) == before
     return RestartRun(first - restarted, api_ready - restarted, failed, sent, adopted)
 
