@@ -39,6 +39,7 @@ from tiffin.autoscaler.decision import Decision
 from tiffin.autoscaler.measurement import Measurement
 from tiffin.autoscaler.state import Recommendation, ScalerState, changes_in_period, remember, stabilize
 from tiffin.core.deployment_config import Behavior, MetricTarget, ScalingPolicy, ServiceSettings
+from tiffin.core.settings import DEFAULT_AUTOSCALE_PERIOD_S, DEFAULT_AUTOSCALE_WINDOW_S
 
 UP_PERCENT = 100  # each period may add 100% of the replicas at its start...
 FAST_UP_REPLICAS = 4  # ...or, for `fast`, 4 replicas, whichever is more
@@ -51,8 +52,8 @@ _EPSILON = 1e-9  # float noise: 30.000000000000004 / 10 recommends 3, and 176 / 
 class ScalerSettings:
     """Tiffin-wide knobs; the defaults are BentoCloud's, tests and integration runs shorten them."""
 
-    period_s: float = 15.0  # evaluation period, and the period the rate limits count over
-    stable_window_s: float = 300.0  # stabilization window of the `stable` behaviours
+    period_s: float = DEFAULT_AUTOSCALE_PERIOD_S  # evaluation period, and the period rate limits count over
+    stable_window_s: float = DEFAULT_AUTOSCALE_WINDOW_S  # stabilization window of the `stable` behaviours
     tolerance: float = 0.1  # a metric within ±10% of its target recommends no change
     default_cpu_target: float = 80.0  # percent, the metric when a policy names none and no concurrency
 

@@ -9,6 +9,9 @@ from pathlib import Path
 from tiffin.core.errors import BadRequest
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024**3
+DEFAULT_QUEUE_CAPACITY = 1000  # requests waiting per queued Service; beyond, the gateway answers 429
+DEFAULT_AUTOSCALE_PERIOD_S = 15.0  # how often the autoscaler evaluates each Service (BentoCloud's)
+DEFAULT_AUTOSCALE_WINDOW_S = 300.0  # the stabilization window of the `stable` behaviours (BentoCloud's)
 
 
 class UploadMode(StrEnum):
@@ -29,9 +32,9 @@ class Settings:
     presign_ttl_seconds: int = 3600
     deployment_ports: tuple[int, int] = (31000, 31999)
     reconcile_interval_s: float = 0.5
-    queue_capacity: int = 1000  # requests waiting per queued Service; beyond, the gateway answers 429
-    autoscale_period_s: float = 15.0  # how often the autoscaler evaluates each Service
-    autoscale_window_s: float = 300.0  # the stabilization window of the `stable` behaviours
+    queue_capacity: int = DEFAULT_QUEUE_CAPACITY
+    autoscale_period_s: float = DEFAULT_AUTOSCALE_PERIOD_S
+    autoscale_window_s: float = DEFAULT_AUTOSCALE_WINDOW_S
 
     @property
     def artifacts_dir(self) -> Path:
@@ -56,9 +59,9 @@ class Settings:
             max_upload_bytes=_positive_int(env, "TIFFIN_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES),
             upload_mode=_upload_mode(env.get("TIFFIN_UPLOAD_MODE") or UploadMode.PROXY.value),
             deployment_ports=_port_range(env.get("TIFFIN_DEPLOYMENT_PORTS") or "31000-31999"),
-            queue_capacity=_positive_int(env, "TIFFIN_QUEUE_CAPACITY", 1000, "requests"),
-            autoscale_period_s=_seconds(env, "TIFFIN_AUTOSCALE_PERIOD_S", 15.0),
-            autoscale_window_s=_seconds(env, "TIFFIN_AUTOSCALE_WINDOW_S", 300.0),
+            queue_capacity=_positive_int(env, "TIFFIN_QUEUE_CAPACITY", DEFAULT_QUEUE_CAPACITY, "requests"),
+            autoscale_period_s=_seconds(env, "TIFFIN_AUTOSCALE_PERIOD_S", DEFAULT_AUTOSCALE_PERIOD_S),
+            autoscale_window_s=_seconds(env, "TIFFIN_AUTOSCALE_WINDOW_S", DEFAULT_AUTOSCALE_WINDOW_S),
         )
 
     @property

@@ -19,6 +19,7 @@ from tiffin.backends.protocol import Backend, ReplicaPhase, ReplicaStatus
 from tiffin.builder import Builder
 from tiffin.core.clock import Clock
 from tiffin.core.instance_types import InstanceType
+from tiffin.core.settings import DEFAULT_QUEUE_CAPACITY
 from tiffin.reconciler.admission import admission, cold_start_timeout
 from tiffin.reconciler.builds import BuildTracker
 from tiffin.reconciler.desired import Wanted, read_wanted
@@ -39,7 +40,6 @@ from tiffin.store.secret_box import SecretBox
 from tiffin.store.secrets import SecretStore
 
 log = logging.getLogger("tiffin.reconciler")
-DEFAULT_QUEUE_CAPACITY = 1000  # requests waiting per queued Service, beyond which the gateway answers 429
 NO_TRAFFIC = Traffic({}, {})
 
 
@@ -98,15 +98,15 @@ class Reconciler:
                 read_wanted(session, r, self._deps.artifacts, self._deps.secrets, self._deps.catalog)
                 for r in rows
             ]
-        traffic = traffic or NO_TRAFFIC
-        scaled = self._scaler.step(_scaled(wanted), observed, traffic, self._deps.backend.usage(), now)
+        traffic, sized = traffic or NO_TRAFFIC, _scaled(wanted)
+        scaled = self._scaler.step(sized, observed, traffic, self._deps.backend.usage(), now)
         decided = self._decide(wanted, observed)
         observed = self._deadlines.as_seen(observed, decided.ready_timeouts, now)
         by_replica = _by_replica(observed, traffic.replicas)
         actions, self._book = plan(decided.desired, observed, self._book, now, _replica_id, by_replica)
         happened = scaled + self._happened(decided.desired, observed, actions)
         self._act(actions, {r.replica_id: r for r in actual}, now)
-        scales = scale_report(_scaled(wanted), self._scaler.counts, observed, traffic)
+        scales = scale_report(sized, self._scaler.counts, observed, traffic)
         self._recorder.persist(
             rows, Observed(decided.statuses, scales), Replicas(observed, self._book), happened
         )
