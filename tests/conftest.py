@@ -1,5 +1,6 @@
 """Fixtures shared by the test tiers; servers and processes they start are always stopped."""
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +11,22 @@ from tests.support.postgres import fresh_postgres_database
 from tests.support.server import TiffinServer
 
 ADMIN_TOKEN = "tfn_test_admin_token"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_env_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One cache of built bento environments for every `tiffin up` of the run, across xdist workers.
+
+    Environments are keyed by a hash of their inputs and built under a file lock, so servers on other
+    homes (and in other worker processes) reuse what the first one built instead of building again.
+    """
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    cache = root / "env-cache"
+    cache.mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TIFFIN_ENV_CACHE", str(cache))
+        yield cache
 
 
 @pytest.fixture

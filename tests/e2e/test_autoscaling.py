@@ -154,7 +154,7 @@ def test_a_request_past_traffic_timeout_gets_a_504(cloud: Cloud) -> None:
 
 
 def test_qps_load_scales_up_to_max_and_back_down(cloud: Cloud) -> None:
-    policy = {"metrics": [{"type": "qps", "value": 2}], "scale_down_behavior": "fast"}
+    policy = {"metrics": [{"type": "qps", "value": "4"}], "scale_down_behavior": "fast"}  # a quantity
     url = cloud.deploy("busy", {"min_replicas": 1, "max_replicas": 3, "policy": policy})
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:

@@ -39,6 +39,9 @@ FAKE_REPLICA = textwrap.dedent(
     from pathlib import Path
 
     port, flags = int(sys.argv[1]), Path(os.environ["FAKE_FLAGS"])
+    print(os.environ.get("FAKE_SAY", ""), flush=True)
+    if os.environ.get("FAKE_EXIT"):
+        sys.exit(int(os.environ["FAKE_EXIT"]))
     worker = os.fork()
     if worker == 0:
         os.setsid()
@@ -405,6 +408,33 @@ def test_never_ready_stays_starting(backend: LocalBackend, tmp_path: Path) -> No
     wait_for(probed_often, "several readiness probes")
 
     assert status_of(backend, "r-slow").phase is ReplicaPhase.STARTING  # type: ignore[union-attr]
+
+
+TRACEBACK = 'Traceback (most recent call last):\n  File "service.py", line 3\nValueError: no weights'
+
+
+def test_a_crash_is_explained_by_its_output_which_outlives_the_replica(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    backend.start(fake_spec(tmp_path, "r-crash", env={"FAKE_SAY": TRACEBACK, "FAKE_EXIT": "3"}))
+
+    failed = wait_phase(backend, "r-crash", ReplicaPhase.FAILED)
+    assert failed.reason == "exited with code 3: ValueError: no weights"
+    backend.forget("r-crash")
+    wait_gone(backend, "r-crash")
+
+    assert "ValueError: no weights" in backend.read_log("r-crash", 10)
+    (ended,) = backend.ended("d1")
+    assert (ended.replica_id, ended.service, ended.reason) == ("r-crash", "Echo", "exited with code 3")
+    assert not (tmp_path / "replicas" / "r-crash").exists(), "only the output is kept"
+
+
+def test_a_starting_replica_reports_the_error_its_output_shows(backend: LocalBackend, tmp_path: Path) -> None:
+    backend.start(fake_spec(tmp_path, "r-err", env={"FAKE_SAY": TRACEBACK, "FAKE_NEVER_READY": "1"}))
+
+    wait_for(lambda: status_of(backend, "r-err").last_error, "the error in its output")  # type: ignore[union-attr]
+
+    assert status_of(backend, "r-err").last_error == "ValueError: no weights"  # type: ignore[union-attr]
 
 
 def test_liveness_failure_kills_and_fails(backend: LocalBackend, tmp_path: Path, trees: Trees) -> None:

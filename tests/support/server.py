@@ -18,6 +18,23 @@ STARTUP_DEADLINE_S = 60.0
 STOP_DEADLINE_S = 15.0
 
 
+PORTS_PER_HOME = 100  # deployment URLs and internal routes of one server's deployments
+_PORT_BLOCKS_START = 20000  # below Linux's ephemeral range (32768-60999), where replicas bind
+_PORTS_PER_WORKER = 4000
+_port_blocks: dict[Path, tuple[int, int]] = {}
+
+
+def deployment_ports(home: Path) -> tuple[int, int]:
+    """A range of deployment ports for the server on `home` that no other test server uses, even in
+    another xdist worker; a restarted server on the same home gets the same range back."""
+    if home not in _port_blocks:
+        worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+        offset = (len(_port_blocks) * PORTS_PER_HOME) % _PORTS_PER_WORKER
+        first = _PORT_BLOCKS_START + worker * _PORTS_PER_WORKER + offset
+        _port_blocks[home] = (first, first + PORTS_PER_HOME - 1)
+    return _port_blocks[home]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -39,7 +56,13 @@ class TiffinServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "TiffinServer":
-        env = {**os.environ, "TIFFIN_HOME": str(self.home), "TIFFIN_BOOTSTRAP_TOKEN": self.token}
+        first, last = deployment_ports(self.home)
+        env = {
+            **os.environ,
+            "TIFFIN_HOME": str(self.home),
+            "TIFFIN_BOOTSTRAP_TOKEN": self.token,
+            "TIFFIN_DEPLOYMENT_PORTS": f"{first}-{last}",
+        }
         env.update(self.extra_env)
         self.log_path = self.home.parent / f"tiffin-{self.port}-{time.monotonic_ns()}.log"
         with self.log_path.open("w") as log:

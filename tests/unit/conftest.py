@@ -115,7 +115,7 @@ class Api:
             return [dict(row._mapping) for row in connection.execute(text(f"SELECT * FROM {table}"))]
 
     def register(self, kind: str, repo: str, version: str, manifest: dict[str, Any] | None = None) -> Any:
-        """Steps 2–4 of §4.2: repository and version looked up (404), then created."""
+        """Steps 2–4 of docs/bentocloud-api.md §4.2: repository and version looked up (404), then created."""
         repos = f"/api/v1/{kind}_repositories"
         assert self.call("GET", f"{repos}/{repo}").status_code == 404
         created = self.ok("POST", repos, json={"name": repo, "description": ""})
@@ -125,7 +125,8 @@ class Api:
     def register_version(
         self, kind: str, repo: str, version: str, manifest: dict[str, Any] | None = None
     ) -> Any:
-        """Step 4 of §4.2 in an existing repository: the version is looked up (404), then created."""
+        """Step 4 of docs/bentocloud-api.md §4.2 in an existing repository: the version is looked up (404),
+        then created."""
         repos = f"/api/v1/{kind}_repositories"
         one = f"{repos}/{repo}/{kind}s/{version}"
         assert self.call("GET", one).status_code == 404
@@ -139,7 +140,7 @@ class Api:
         return self.ok("POST", f"{repos}/{repo}/{kind}s", json=body)
 
     def push(self, kind: str, repo: str, version: str, data: bytes | None = None) -> bytes:
-        """The whole proxy push of §4.2; returns the uploaded archive."""
+        """The whole proxy push of docs/bentocloud-api.md §4.2; returns the uploaded archive."""
         data = data if data is not None else artifact_tar(kind, repo, version)
         assert self.register(kind, repo, version)["transmission_strategy"] == "proxy"
         one = f"/api/v1/{kind}_repositories/{repo}/{kind}s/{version}"

@@ -1,4 +1,5 @@
-"""Authentication and API tokens (§1.2, §1.4, §3.9): who may call what, and how tokens are kept."""
+"""Authentication and API tokens (docs/bentocloud-api.md §1.2, §1.4, §3.9): who may call what, and how tokens
+are kept."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Deployments (§3.5, §4.5–4.7, §5): the API in-process, without the runtime, so nothing runs.
+"""Deployments (docs/bentocloud-api.md §3.5, §4.5–4.7, §5): the API in-process, without the runtime, so
+nothing runs.
 
 Statuses stay as the API sets them; every refusal must leave nothing behind.
 """
@@ -44,7 +45,7 @@ DUO_MANIFEST: dict[str, Any] = {
 
 
 def service_config(**changes: Any) -> dict[str, Any]:
-    """A ServiceConfig as the CLI fills it in flag mode (§5.2)."""
+    """A ServiceConfig as the CLI fills it in flag mode (docs/bentocloud-api.md §5.2)."""
     return {
         "instance_type": None,
         "scaling": {"min_replicas": 1, "max_replicas": 1, "policy": None},
@@ -58,7 +59,8 @@ def service_config(**changes: Any) -> dict[str, Any]:
 
 
 def create_body(name: str | None = "d1", **changes: Any) -> dict[str, Any]:
-    """CreateDeployment with every key, unset ones null, as the client sends it (§3.5)."""
+    """CreateDeployment with every key, unset ones null, as the client sends it (docs/bentocloud-api.md
+    §3.5)."""
     return {
         "access_authorization": False,
         "envs": None,
@@ -110,7 +112,8 @@ RICH_BODY = create_body(
 
 
 def push_bento(api: Api, repo: str, version: str, manifest: dict[str, Any], *, first: bool = True) -> None:
-    """Register the bento with `manifest` and complete a proxy upload, like `api.push` (§4.2)."""
+    """Register the bento with `manifest` and complete a proxy upload, like `api.push`
+    (docs/bentocloud-api.md §4.2)."""
     if first:
         api.register("bento", repo, version, manifest=manifest)
     else:
@@ -154,7 +157,7 @@ def assert_config_echoed(deployment: dict[str, Any], body: dict[str, Any]) -> No
 
 
 def assert_deployment_full(api: Api, deployment: dict[str, Any]) -> None:
-    """Every key §3.5 and Appendix A require, with the types the client needs."""
+    """Every key docs/bentocloud-api.md §3.5 and Appendix A require, with the types the client needs."""
     api.assert_resource(deployment, "deployment")
     assert isinstance(deployment["status"], str) and deployment["status"]
     assert isinstance(deployment["kube_namespace"], str) and deployment["kube_namespace"]

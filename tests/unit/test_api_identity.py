@@ -1,4 +1,5 @@
-"""Identity, organization, instance types (§2, §3.1, §3.4, Appendix A) and the deployment stub."""
+"""Identity, organization, instance types (docs/bentocloud-api.md §2, §3.1, §3.4, Appendix A) and the
+deployment stub."""
 
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ def test_deployments_still_need_a_token(api: Api) -> None:
 
 
 def test_builder_pod_lookup_answers_at_once_with_no_pods(api: Api) -> None:
-    """§3.7a: an accepted socket must send its snapshot immediately, or `bentoml deploy` hangs."""
+    """docs/bentocloud-api.md §3.7a: an accepted socket must send its snapshot immediately, or `bentoml
+    deploy` hangs."""
     path = "/ws/v1/clusters/default/pods?organization_name=default&namespace=tiffin&selector=x"
     with api.client.websocket_connect(path, headers={"X-YATAI-API-TOKEN": api.admin_token}) as socket:
         message = socket.receive_json()

@@ -1,4 +1,5 @@
-"""Bento and model registry (§3.2, §3.3, §4.2–4.4): push and pull in proxy, presigned and multipart modes."""
+"""Bento and model registry (docs/bentocloud-api.md §3.2, §3.3, §4.2–4.4): push and pull in proxy, presigned
+and multipart modes."""
 
 from __future__ import annotations
 
@@ -100,7 +101,8 @@ def test_version_list_is_newest_first(api: Api) -> None:
 
 
 def test_latest_model_of_unknown_repository_is_an_empty_list(api: Api) -> None:
-    """§3.3 M4: the client reads an empty list as "not found" but a 404 as a hard error."""
+    """docs/bentocloud-api.md §3.3 M4: the client reads an empty list as "not found" but a 404 as a hard
+    error."""
     assert api.ok("GET", "/api/v1/model_repositories/nope/models?start=0&count=10")["items"] == []
 
 
@@ -211,7 +213,7 @@ def test_upload_within_limit_is_accepted(make_api: Callable[..., Api]) -> None:
     assert api.ok("GET", one("bento", "echo", "v1"))["upload_status"] == "success"
 
 
-# Presigned single PUT (§4.2 step 8, "single presigned")
+# Presigned single PUT (docs/bentocloud-api.md §4.2 step 8, "single presigned")
 
 
 def test_presigned_push_and_pull(presigned: Api) -> None:
@@ -283,7 +285,7 @@ def test_presigned_url_expires(presigned: Api) -> None:
     api.fails(403, "PUT", url, token=None, content=api.artifact_tar("bento", "echo", "v1"))
 
 
-# Multipart (§4.2 step 8, "multipart")
+# Multipart (docs/bentocloud-api.md §4.2 step 8, "multipart")
 
 
 def presign_part(api: Api, upload_id: str, number: int) -> str:

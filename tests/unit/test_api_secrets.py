@@ -1,4 +1,5 @@
-"""Organization secrets (§3.8): write-only values, kept encrypted, listed without paging."""
+"""Organization secrets (docs/bentocloud-api.md §3.8): write-only values, kept encrypted, listed without
+paging."""
 
 from __future__ import annotations
 

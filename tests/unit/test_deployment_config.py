@@ -1,4 +1,5 @@
-"""The deployment config as the client sends it (§3.5, §5): validation and the per-Service settings."""
+"""The deployment config as the client sends it (docs/bentocloud-api.md §3.5, §5): validation and the
+per-Service settings."""
 
 import copy
 from pathlib import Path
@@ -13,7 +14,7 @@ from tiffin.core.instance_types import GiB, InstanceType, find, load_catalog
 CATALOG: list[InstanceType] = load_catalog(Path("/nonexistent/tiffin/instance_types.yaml"))
 SERVICES = ["Echo"]
 
-# §4.5 step 5 (verified), with `cpu.2` for the BentoCloud-only `cpu.small`.
+# docs/bentocloud-api.md §4.5 step 5 (verified), with `cpu.2` for the BentoCloud-only `cpu.small`.
 FLAG_MODE_BODY: dict[str, Any] = {
     "access_authorization": True,
     "envs": [{"name": "A", "value": "1"}, {"name": "FOO", "value": "bar"}],
@@ -36,7 +37,7 @@ FLAG_MODE_BODY: dict[str, Any] = {
     "dev": False,
 }
 
-# §5.2 (verified config-file body), with `cpu.2` for `gpu.t4`.
+# docs/bentocloud-api.md §5.2 (verified config-file body), with `cpu.2` for `gpu.t4`.
 CONFIG_FILE_BODY: dict[str, Any] = {
     "access_authorization": True,
     "envs": [{"name": "GLOBAL_ENV", "value": "g"}],
@@ -223,6 +224,8 @@ def test_config_overrides_not_a_mapping(overrides: object) -> None:
         ({"memory": "1 gallon"}, "config_overrides.resources.memory"),
         ({"gpu": "abc"}, "config_overrides.resources.gpu"),
         ({"gpu": -1}, "config_overrides.resources.gpu"),
+        ({"gpu": "0.5"}, "config_overrides.resources.gpu"),
+        ({"gpu": True}, "config_overrides.resources.gpu"),
         ("2 cpus", "config_overrides.resources"),
     ],
 )
@@ -238,6 +241,13 @@ def test_good_override_resources_are_accepted() -> None:
     dc.validate(
         echo(config_overrides={"resources": {"cpu": 2, "memory": 1024, "gpu": None}}), SERVICES, CATALOG
     )
+
+
+def test_a_gpu_count_may_be_a_quantity_string() -> None:
+    config = echo(config_overrides={"resources": {"gpu": "2"}})
+    dc.validate(config, SERVICES, CATALOG)
+
+    assert settings_by_name(config, manifest())["Echo"].gpus == 2
 
 
 @pytest.mark.parametrize(
@@ -309,6 +319,25 @@ def test_validate_accepts_policies(config: dict[str, Any]) -> None:
     dc.validate(config, SERVICES, CATALOG)
 
 
+@pytest.mark.parametrize(
+    ("value", "target"), [("80", 80.0), ("4", 4.0), ("500m", 0.5), ("1.5", 1.5), (4, 4.0), (2.5, 2.5)]
+)
+def test_metric_values_may_be_quantity_strings(value: object, target: float) -> None:
+    config = policy(metrics=[{"type": "qps", "value": value}])
+    dc.validate(config, SERVICES, CATALOG)
+
+    settings = settings_by_name(config, manifest())["Echo"]
+
+    assert settings.policy.metrics == (dc.MetricTarget("qps", target),)
+
+
+def test_a_bad_metric_value_says_what_a_quantity_looks_like() -> None:
+    message = refused(policy(metrics=[{"type": "cpu", "value": "eighty"}]))
+
+    assert message.startswith("`services.Echo.scaling.policy.metrics[0].value` must be a number or quantity")
+    assert "'eighty'" in message
+
+
 def test_a_bad_metric_type_is_one_sentence_naming_the_field() -> None:
     message = refused(policy(metrics=[{"type": "latency", "value": 1}]))
 
@@ -333,7 +362,12 @@ POLICY = "services.Echo.scaling.policy"
         ({"metrics": [{"type": "cpu"}]}, "metrics[0].value"),
         ({"metrics": [{"type": "cpu", "value": 0}]}, "metrics[0].value"),
         ({"metrics": [{"type": "qps", "value": -1}]}, "metrics[0].value"),
-        ({"metrics": [{"type": "qps", "value": "10"}]}, "metrics[0].value"),
+        ({"metrics": [{"type": "qps", "value": "ten"}]}, "metrics[0].value"),
+        ({"metrics": [{"type": "qps", "value": "10%"}]}, "metrics[0].value"),
+        ({"metrics": [{"type": "qps", "value": ""}]}, "metrics[0].value"),
+        ({"metrics": [{"type": "qps", "value": "0m"}]}, "metrics[0].value"),
+        ({"metrics": [{"type": "qps", "value": "-5"}]}, "metrics[0].value"),
+        ({"metrics": [{"type": "qps", "value": [4]}]}, "metrics[0].value"),
         ({"metrics": [{"type": "qps", "value": True}]}, "metrics[0].value"),
         ({"metrics": [{"type": "qps", "value": float("nan")}]}, "metrics[0].value"),
         ({"metrics": [{"type": "qps", "value": float("inf")}]}, "metrics[0].value"),

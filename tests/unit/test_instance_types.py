@@ -252,7 +252,7 @@ def test_parse_cpu(value: str | int | float, millicores: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["", "abc", "-1", "-500m", "1.5m", "0.0001", "2 cores", "1e3", "m", float("inf")]
+    "value", ["", "abc", "-1", "-500m", "1.5m", "0.0001", "2 cores", "1e", "m", float("inf")]
 )
 def test_parse_cpu_rejects(value: str | int | float) -> None:
     with pytest.raises(BadRequest, match="CPU amount") as caught:

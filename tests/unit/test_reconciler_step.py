@@ -178,6 +178,25 @@ def test_a_replica_that_never_gets_ready_is_stopped_after_the_cold_start_timeout
     harness.step_until(lambda _: len(harness.backend.started) == 3, "a replacement")
 
 
+def test_what_a_starting_replica_reports_is_in_the_status_and_its_failure(harness: Harness) -> None:
+    harness.step_until(lambda _: len(harness.backend.started) == 2, "two replicas started")
+    first, second = harness.backend.started
+    harness.backend.set_ready(second)
+    harness.backend.report_error(first, "RuntimeError: broken on purpose")
+    harness.reconciler.step()
+
+    deployment = harness.api.ok("GET", f"{DEPLOYMENTS}/d1")
+    assert deployment["status"] == "deploying"
+    assert "A starting replica reports: RuntimeError: broken on purpose" in deployment["status_message"]
+
+    harness.now += 121.0
+    harness.reconciler.step()
+    failure = "not ready after 120 s (cold start timeout): RuntimeError: broken on purpose"
+    records = {r["replica"]: r for r in harness.api.ok("GET", f"{DEPLOYMENTS}/d1/replicas")["items"]}
+    assert records[first]["reason"] == failure
+    assert any(failure in e["message"] for e in events(harness) if e["kind"] == "replica")
+
+
 def events(harness: Harness, query: str = "") -> list[dict[str, str]]:
     items: list[dict[str, str]] = harness.api.ok("GET", f"{DEPLOYMENTS}/d1/events{query}")["items"]
     return items

@@ -88,7 +88,7 @@ class EnvItem(Body):
 
 
 class DeploymentBody(Body):
-    """UpdateDeployment (§3.5); CreateDeployment adds `name` and `dev`."""
+    """UpdateDeployment (docs/bentocloud-api.md §3.5); CreateDeployment adds `name` and `dev`."""
 
     bento: str
     access_authorization: bool | None = False

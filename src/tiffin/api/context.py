@@ -8,6 +8,7 @@ from fastapi import Request
 from tiffin.api.tickets import TicketSigner
 from tiffin.artifacts.storage import ArtifactStore
 from tiffin.backends.capacity import HostCapacity
+from tiffin.backends.ended import EndedReplica
 from tiffin.core.clock import Clock
 from tiffin.core.instance_types import InstanceType
 from tiffin.core.settings import Settings
@@ -23,6 +24,8 @@ class LogReader(Protocol):
     def replica_log(self, replica_id: str, tail: int) -> str: ...
 
     def build_log(self, bento_tag: str, tail: int) -> str: ...
+
+    def ended_replicas(self, deployment: str) -> list[EndedReplica]: ...
 
 
 @dataclass(frozen=True)

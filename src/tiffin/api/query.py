@@ -1,4 +1,5 @@
-"""Query parameters as the client sends them: an empty value means "not supplied" (§1.5)."""
+"""Query parameters as the client sends them: an empty value means "not supplied" (docs/bentocloud-api.md
+§1.5)."""
 
 from tiffin.core.errors import BadRequest
 

@@ -1,6 +1,7 @@
 """Presigned URLs: signed, expiring tickets that let an unauthenticated PUT/GET reach one artifact.
 
-The client sends presigned requests without any token (§1.2), so the URL itself must carry the right.
+The client sends presigned requests without any token (docs/bentocloud-api.md §1.2), so the URL itself must
+carry the right.
 """
 
 from dataclasses import dataclass

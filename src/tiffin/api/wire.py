@@ -130,7 +130,8 @@ def secret(row: Secret, items: list[SecretItem]) -> Json:
 
 
 def deployment(row: Deployment, revision: DeploymentRevision | None, url: str, strategy: str | None) -> Json:
-    """DeploymentFull (§3.5): the list item plus `urls`, which holds exactly one URL."""
+    """DeploymentFull (docs/bentocloud-api.md §3.5): the list item plus `urls`, which holds exactly one
+    URL."""
     return {
         **resource(row, "deployment", row.name, row.labels),
         "status": row.status,

@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 
+from tiffin.backends.ended import EndedReplica
 from tiffin.backends.protocol import ReplicaPhase, ReplicaSpec, ReplicaStatus, Usage
 
 
@@ -43,6 +44,9 @@ class FakeBackend:
     def read_log(self, replica_id: str, tail: int) -> str:
         return f"log of {replica_id}\n" if replica_id in self.replicas else ""
 
+    def ended(self, deployment: str) -> list[EndedReplica]:
+        return []
+
     def close(self, stop_replicas: bool) -> None:
         if stop_replicas:
             self.replicas.clear()
@@ -52,6 +56,10 @@ class FakeBackend:
 
     def crash(self, replica_id: str, reason: str = "exited with code 1") -> None:
         self._move(replica_id, ReplicaPhase.FAILED, reason)
+
+    def report_error(self, replica_id: str, error: str) -> None:
+        """A starting replica's output shows an exception (its Service's `__init__` raised)."""
+        self.replicas[replica_id] = replace(self.replicas[replica_id], last_error=error)
 
     def finish_stopping(self) -> None:
         for replica_id in [r for r, s in self.replicas.items() if s.phase is ReplicaPhase.STOPPING]:

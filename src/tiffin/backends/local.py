@@ -24,6 +24,7 @@ import psutil
 
 from tiffin.backends import launch, logfiles
 from tiffin.backends.capacity import HostCapacity, gpu_utilisation
+from tiffin.backends.ended import EndedLogs, EndedReplica
 from tiffin.backends.isolation import Isolation, detect_isolation
 from tiffin.backends.ledger import Allocation, Ledger, Shortage
 from tiffin.backends.leftovers import kill_leftovers
@@ -38,12 +39,14 @@ from tiffin.backends.processes import (
 )
 from tiffin.backends.protocol import Backend, ReplicaPhase, ReplicaSpec, ReplicaStatus, Usage
 from tiffin.backends.replica_dir import (
+    ExitRecord,
     ReplicaPaths,
     ReplicaRecord,
     read_exit,
     read_record,
     write_record,
 )
+from tiffin.backends.shim import OOM_REASON
 from tiffin.backends.usage import tree_usage
 
 log = logging.getLogger("tiffin.backends")
@@ -54,6 +57,7 @@ _LIVE_PHASES = (ReplicaPhase.STARTING, ReplicaPhase.RUNNING, ReplicaPhase.STOPPI
 _SHIM_GRACE_SHARE = 0.8  # the shim escalates first and records why; our SIGKILL is the backstop
 _CLOSE_MARGIN_S = 10.0
 _CLOSE_POLL_S = 0.05
+_EXCERPT_TAIL = 200  # lines of output searched for what went wrong
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
 
 
@@ -75,6 +79,8 @@ class _Replica:
     stop_deadline: float | None = None
     kill_reason: str | None = None
     forgotten: bool = False
+    last_error: str = ""  # the exception its output last reported while starting
+    output_size: int = -1  # the size of its output log when `last_error` was read
 
     def status(self) -> ReplicaStatus:
         running = self.phase in _LIVE_PHASES and self.record is not None
@@ -88,6 +94,7 @@ class _Replica:
             url=f"http://127.0.0.1:{port}" if running else None,
             pid=self.record.pid if self.record is not None else None,
             reason=self.reason,
+            last_error=self.last_error,
         )
 
 
@@ -116,6 +123,7 @@ class LocalBackend:
         isolation: Isolation | None = None,
         log_max_bytes: int = logfiles.DEFAULT_MAX_BYTES,
         log_files: int = logfiles.DEFAULT_FILES,
+        ended: EndedLogs | None = None,
     ) -> None:
         self._root = root
         self._now = clock_time
@@ -127,6 +135,7 @@ class LocalBackend:
         self._isolation = isolation or detect_isolation()
         self._log_max_bytes = log_max_bytes
         self._log_files = log_files
+        self._ended = ended or EndedLogs(root)
         self._ledger = Ledger(host, sorted(os.sched_getaffinity(0)))
         self._prober = Prober(probe_timeout_s)
         self._replicas: dict[str, _Replica] = {}
@@ -182,7 +191,11 @@ class LocalBackend:
         if not _SAFE_ID.fullmatch(replica_id):
             return ""
         paths = self._paths(replica_id)
-        return logfiles.tail(paths.output_log, tail, self._log_files) if paths.root.is_dir() else ""
+        path = paths.output_log if paths.record.is_file() else self._ended.output_log(replica_id)
+        return logfiles.tail(path, tail, self._log_files) if path is not None else ""
+
+    def ended(self, deployment: str) -> list[EndedReplica]:
+        return self._ended.of(deployment)
 
     def close(self, stop_replicas: bool) -> None:
         self._closing.set()
@@ -220,7 +233,7 @@ class LocalBackend:
         replica.spec, replica.record, replica.reason = None, record, ""
         replica.process = TrackedProcess(ProcessId(record.pid or 0, record.create_time or 0.0))
         replica.phase = ReplicaPhase.STARTING
-        log.info("replica %s starting as pid %s on port %s", spec.replica_id, record.pid, record.port)
+        log.debug("replica %s starting as pid %s on port %s", spec.replica_id, record.pid, record.port)
 
     def _record_for(self, spec: ReplicaSpec, allocation: Allocation) -> ReplicaRecord:
         taken = {r.record.port for r in self._replicas.values() if r.record is not None}
@@ -280,7 +293,7 @@ class LocalBackend:
             return
         self._ledger.restore(record.replica_id, _allocation_of(record))
         replica.process, replica.phase = alive, ReplicaPhase.STARTING
-        log.info("adopted replica %s (pid %s)", record.replica_id, record.pid)
+        log.debug("adopted replica %s (pid %s)", record.replica_id, record.pid)
 
     @staticmethod
     def _find_launcher(record: ReplicaRecord) -> TrackedProcess | None:
@@ -290,12 +303,23 @@ class LocalBackend:
         launcher = TrackedProcess(ProcessId(record.pid, record.create_time))
         return launcher if launcher.alive() else None
 
-    @staticmethod
-    def _reason_for_dead(record: ReplicaRecord, paths: ReplicaPaths) -> str:
+    def _reason_for_dead(self, record: ReplicaRecord, paths: ReplicaPaths) -> str:
         if record.pid is None:
             return "Tiffin stopped while starting this replica"
         ended = read_exit(paths)
-        return ended.reason if ended is not None else "its processes ended while Tiffin was not running"
+        if ended is None:
+            return "its processes ended while Tiffin was not running"
+        return self._explained(ended, paths)
+
+    def _explained(self, ended: ExitRecord, paths: ReplicaPaths) -> str:
+        """How the replica ended, with what its output says went wrong: the exception it printed last,
+        or (when it exited with an error code) its last lines."""
+        output = logfiles.tail(paths.output_log, _EXCERPT_TAIL, self._log_files)
+        if ended.exit_code:
+            excerpt = logfiles.failure_excerpt(output)
+        else:
+            excerpt = logfiles.error_excerpt(output) if ended.reason != OOM_REASON else ""
+        return f"{ended.reason}: {excerpt}" if excerpt else ended.reason
 
     def usage(self) -> dict[str, Usage]:
         with self._lock:
@@ -343,6 +367,7 @@ class LocalBackend:
             for probe, ok in results:
                 self._apply_probe(probe, ok)
             self._schedule()
+            self._read_errors()
             changed = self._phases() != before
         if changed:
             for callback in self._subscribers:
@@ -382,9 +407,21 @@ class LocalBackend:
             replica.phase = ReplicaPhase.FAILED
             isolation = replica.record.isolation if replica.record is not None else None
             replica.reason = replica.kill_reason or (
-                ended.reason if ended else _shim_died(process, isolation)
+                self._explained(ended, paths) if ended else _shim_died(process, isolation)
             )
-        log.warning("replica %s failed: %s", replica.replica_id, replica.reason)
+        log.debug("replica %s failed: %s", replica.replica_id, replica.reason)
+
+    def _read_errors(self) -> None:
+        """What starting replicas' output says went wrong (bentoml retries a Service whose `__init__`
+        raises, so such a replica stays unready and says why only in its output)."""
+        for replica in self._replicas.values():
+            if replica.phase is not ReplicaPhase.STARTING:
+                continue
+            output = self._paths(replica.replica_id).output_log
+            size = output.stat().st_size if output.is_file() else 0
+            if size != replica.output_size:
+                replica.output_size = size
+                replica.last_error = logfiles.error_excerpt(logfiles.tail(output, _EXCERPT_TAIL, 1))
 
     def _due_probes(self) -> list[_Probe]:
         probes = []
@@ -407,7 +444,7 @@ class LocalBackend:
         if probe.path == READY_PATH and ok and replica.phase is ReplicaPhase.STARTING:
             replica.phase, replica.live_failures = ReplicaPhase.RUNNING, 0
             replica.next_live_probe = self._now() + self._liveness_interval_s
-            log.info("replica %s is ready", replica.replica_id)
+            log.debug("replica %s is ready", replica.replica_id)
         elif probe.path == LIVE_PATH and replica.phase is ReplicaPhase.RUNNING:
             replica.live_failures = 0 if ok else replica.live_failures + 1
             if replica.live_failures >= self._liveness_failures:
@@ -417,7 +454,7 @@ class LocalBackend:
 
     def _fail(self, replica: _Replica, reason: str) -> None:
         replica.phase, replica.reason, replica.kill_reason = ReplicaPhase.FAILED, reason, reason
-        log.warning("replica %s: %s; killing it", replica.replica_id, reason)
+        log.debug("replica %s: %s; killing it", replica.replica_id, reason)
         self._kill(replica)
 
     def _signal_shim(self, replica: _Replica, signum: int) -> bool:
@@ -459,10 +496,18 @@ class LocalBackend:
         self._remove(replica)
 
     def _remove(self, replica: _Replica) -> None:
+        """Forget a replica whose processes are gone; its output is kept a while (`EndedLogs`)."""
         self._replicas.pop(replica.replica_id, None)
         self._ledger.release(replica.replica_id)
-        if replica.record is not None:
-            shutil.rmtree(self._paths(replica.replica_id).root, ignore_errors=True)
+        if replica.record is None:
+            return
+        paths = self._paths(replica.replica_id)
+        ended = read_exit(paths)
+        try:
+            self._ended.keep(paths, _ended(replica, ended.reason if ended else replica.reason))
+        except OSError as error:
+            log.warning("could not keep the output of replica %s: %s", replica.replica_id, error)
+        shutil.rmtree(paths.root, ignore_errors=True)
 
     def _stop_everything(self) -> None:
         """Stop every replica and wait (driving the sweep here) until their processes are gone."""
@@ -480,6 +525,12 @@ class LocalBackend:
 
     def _paths(self, replica_id: str) -> ReplicaPaths:
         return ReplicaPaths(self._root / replica_id)
+
+
+def _ended(replica: _Replica, reason: str) -> EndedReplica:
+    return EndedReplica(
+        replica.replica_id, replica.deployment, replica.service, replica.revision, reason, time.time()
+    )
 
 
 def _allocation_of(record: ReplicaRecord) -> Allocation:

@@ -1,8 +1,10 @@
-"""Size-capped, rotating log files for a replica's output, and reading their last lines.
+"""Size-capped, rotating log files for a replica's output, reading their last lines, and what they say
+went wrong.
 
 A replica may run for weeks and print without end; its output must neither fill the disk nor
 depend on Tiffin being alive to read a pipe. The shim owns the writer (it outlives Tiffin), and
-Tiffin only reads the files. Files are `output.log` (newest), `output.log.1`, ... (older).
+Tiffin only reads the files. Files are `output.log` (newest), `output.log.1`, ... (older). A replica
+that fails is explained by its output: the exception its last traceback ended with, or its last lines.
 """
 
 import itertools
@@ -12,6 +14,10 @@ from pathlib import Path
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_FILES = 3
+NOTE_PREFIX = "[tiffin] "  # starts the shim's own lines in the log
+EXCERPT_LINES = 3  # lines of output quoted when no traceback says what went wrong
+MAX_EXCERPT = 500  # characters: a reason is one line in a table, not a log
+_TRACEBACK = "Traceback (most recent call last):"
 _BLOCK = 64 * 1024
 
 
@@ -79,3 +85,33 @@ def _last_lines(path: Path, count: int) -> list[bytes]:
     except OSError:
         return []
     return data.splitlines(keepends=True)[-count:]
+
+
+def error_excerpt(output: str) -> str:
+    """The exception the last Python traceback in `output` ended with (`RuntimeError: boom`), or ""."""
+    lines = _replica_lines(output)
+    start = next((i for i in range(len(lines) - 1, -1, -1) if _TRACEBACK in lines[i]), None)
+    if start is None:
+        return ""
+    frames = lines[start + 1 :]
+    exception = next((line for line in frames if line.strip() and not line[:1].isspace()), "")
+    return _one_line(exception)
+
+
+def failure_excerpt(output: str) -> str:
+    """What a replica that ended printed last about why: its exception, else its last few lines."""
+    exception = error_excerpt(output)
+    if exception:
+        return exception
+    lines = [line.strip() for line in _replica_lines(output) if line.strip()]
+    return _one_line(" | ".join(lines[-EXCERPT_LINES:]))
+
+
+def _replica_lines(output: str) -> list[str]:
+    """The lines the replica printed, without the shim's notes."""
+    return [line for line in output.splitlines() if not line.startswith(NOTE_PREFIX)]
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_EXCERPT else text[: MAX_EXCERPT - 1] + "…"

@@ -10,6 +10,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from tiffin.backends.ended import EndedReplica
+
 
 class ReplicaPhase(StrEnum):
     PENDING = "pending"  # accepted but not started (e.g. it does not fit on this machine yet)
@@ -62,6 +64,7 @@ class ReplicaStatus:
     url: str | None = None  # http://127.0.0.1:<port> once the process runs
     pid: int | None = None
     reason: str = ""
+    last_error: str = ""  # while starting: the exception its output last reported ("" if none)
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,12 @@ class Backend(Protocol):
         ...
 
     def read_log(self, replica_id: str, tail: int) -> str:
-        """The last `tail` lines of the replica's stdout/stderr ("" if unknown)."""
+        """The last `tail` lines of the replica's stdout/stderr, also for a while after it ended ("" if
+        unknown)."""
+        ...
+
+    def ended(self, deployment: str) -> list[EndedReplica]:
+        """The deployment's replicas that are gone but whose output is still kept, oldest first."""
         ...
 
     def close(self, stop_replicas: bool) -> None:

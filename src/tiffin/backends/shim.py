@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 
 from tiffin.backends.isolation import become_subreaper
-from tiffin.backends.logfiles import DEFAULT_FILES, DEFAULT_MAX_BYTES, RotatingLog
+from tiffin.backends.logfiles import DEFAULT_FILES, DEFAULT_MAX_BYTES, NOTE_PREFIX, RotatingLog
 from tiffin.backends.processes import describe_wait_status, kill_all, tree
 from tiffin.backends.replica_dir import ExitRecord, ReplicaPaths, write_exit, write_json
 
@@ -88,7 +88,7 @@ def proc_pid() -> int:
 
 
 def note(log: RotatingLog, message: str) -> None:
-    log.write(f"[tiffin] {message}\n".encode())
+    log.write(f"{NOTE_PREFIX}{message}\n".encode())
 
 
 def spawn(options: Options) -> tuple[int, int]:

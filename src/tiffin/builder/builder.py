@@ -31,7 +31,8 @@ class Builder:
 
     `uv` defaults to the binary of the `uv` package; `run_command` runs each uv command (tests pass a
     fake); `command_timeout_s` limits each command; `environ` is the environment uv starts from
-    (default: this process's, read at each build).
+    (default: this process's, read at each build); `env_cache` holds the built environments (default:
+    `root`), and may be shared by several Tiffin homes.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class Builder:
         command_timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S,
         clock: Clock | None = None,
         environ: Mapping[str, str] | None = None,
+        env_cache: Path | None = None,
     ) -> None:
         self.root = root.absolute()  # bentoml reads a relative bento path as a module name
         self._uv = uv
@@ -50,7 +52,7 @@ class Builder:
         self._timeout_s = command_timeout_s
         self._clock = clock or SystemClock()
         self._environ = environ
-        self._envs = EnvCache(self.root)
+        self._envs = EnvCache((env_cache or self.root).absolute())
 
     def build(self, request: BuildRequest) -> BuiltBento:
         """Make the bento runnable (blocking); raises `BuildFailed` with a sentence and the log tail."""

@@ -1,7 +1,7 @@
 """Where the `tiffin` client commands send requests: the same endpoint and token bentoml uses.
 
-Precedence follows the bentoml client (§1.1): explicit options, then BENTO_CLOUD_API_KEY (with
-BENTO_CLOUD_API_ENDPOINT), then the current context of `$BENTOML_HOME/.yatai.yaml`.
+Precedence follows the bentoml client (docs/bentocloud-api.md §1.1): explicit options, then
+BENTO_CLOUD_API_KEY (with BENTO_CLOUD_API_ENDPOINT), then the current context of `$BENTOML_HOME/.yatai.yaml`.
 """
 
 import os

@@ -8,6 +8,7 @@ from tiffin import __version__
 from tiffin.cli.deployments import events, logs, replicas, restore, revisions, rollback
 from tiffin.core.errors import TiffinError
 from tiffin.core.settings import Settings
+from tiffin.server import logconfig
 from tiffin.server.serve import serve
 from tiffin.server.wiring import Listen, build, url_host
 
@@ -25,8 +26,32 @@ for command in (replicas, logs, revisions, rollback, restore, events):
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=3000, show_default=True, type=click.IntRange(0, 65535))
-def up(host: str, port: int) -> None:
-    """Start Tiffin: the API (and later console and gateway) in one process."""
+@click.option(
+    "--log-level",
+    type=click.Choice(logconfig.LEVELS),
+    default="info",
+    show_default=True,
+    envvar="TIFFIN_LOG_LEVEL",
+    help="The least severe lines logged (env TIFFIN_LOG_LEVEL).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(logconfig.FORMATS),
+    default="text",
+    show_default=True,
+    envvar="TIFFIN_LOG_FORMAT",
+    help="text for people, json (one object per line) for machines (env TIFFIN_LOG_FORMAT).",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=False,
+    show_default=True,
+    envvar="TIFFIN_ACCESS_LOG",
+    help="Log every request to the API (env TIFFIN_ACCESS_LOG).",
+)
+def up(host: str, port: int, log_level: str, log_format: logconfig.LogFormat, access_log: bool) -> None:
+    """Start Tiffin: the API, the gateway and the deployments' replicas, in one process."""
+    logconfig.configure(log_level, log_format, access_log)
     try:
         settings = Settings.from_env()
         tiffin = build(settings, listen=Listen(host, port))
@@ -35,7 +60,7 @@ def up(host: str, port: int) -> None:
     endpoint = f"http://{url_host(host)}:{port}"
     _announce(settings, endpoint, tiffin.admin_token)
     try:
-        serve(tiffin.app, host, port)
+        serve(tiffin.app, host, port, log_level, access_log)
     finally:
         tiffin.db.dispose()
     click.echo("Tiffin stopped.")

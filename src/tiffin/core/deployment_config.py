@@ -1,13 +1,12 @@
 """A deployment's config as the bentoml client sends it, checked, and turned into per-Service settings.
 
-The stored config is echoed back verbatim (the client rebuilds updates from it, §3.5); this module only
-validates it against the bento's manifest and the instance-type catalog, and derives what each Service
-runs with: replica counts, env vars (per Service wins over global), resources, bentoml config
+The stored config is echoed back verbatim (the client rebuilds updates from it, docs/bentocloud-api.md §3.5);
+this module only validates it against the bento's manifest and the instance-type catalog, and derives what
+each Service runs with: replica counts, env vars (per Service wins over global), resources, bentoml config
 overrides, and the autoscaling policy (`scaling.policy`, BentoCloud's HPAPolicy) with the per-replica
 concurrency target (`config_overrides.traffic.concurrency`) it falls back on.
 """
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from typing import Any, Literal, cast
 
 from tiffin.core.errors import BadRequest
 from tiffin.core.instance_types import InstanceType, find, parse_cpu, parse_memory
+from tiffin.core.quantity import parse_quantity, positive_quantity
 from tiffin.core.traffic_config import TrafficConfig, check_traffic, traffic_config
 
 STRATEGIES = ("RollingUpdate", "Recreate", "RampedSlowRollout", "BestEffortControlledRollout")
@@ -139,7 +139,8 @@ def _check_resources(where: str, resources: object) -> None:
                 parse(resources[key])
             except BadRequest as exc:
                 raise BadRequest(f"`{where}.{key}`: {exc.message}") from None
-    _check_non_negative(resources.get("gpu"), f"{where}.gpu")
+    if resources.get("gpu") is not None and gpu_count(resources["gpu"]) is None:
+        raise BadRequest(f"`{where}.gpu` must be a whole number of GPUs, not {resources['gpu']!r}.")
 
 
 def _check_scaling(where: str, scaling: Config) -> None:
@@ -193,10 +194,10 @@ def _check_metric(where: str, metric: object) -> str:
     if metric.get("type") not in METRIC_TYPES:
         raise BadRequest(f"`{where}.type` must be one of {', '.join(METRIC_TYPES)}.")
     value = metric.get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+    if positive_quantity(value) is None:
         raise BadRequest(
-            f"`{where}.value` must be a number above 0 (percent for cpu, memory and gpu, requests per"
-            f" second per replica for qps), not {value!r}."
+            f'`{where}.value` must be a number or quantity above 0 such as 80, "80" or "500m"'
+            f" (percent for cpu, memory and gpu, requests per second per replica for qps), not {value!r}."
         )
     return str(metric["type"])
 
@@ -265,7 +266,8 @@ def scaling_policy(policy: Config | None) -> ScalingPolicy:
     policy = policy or {}
     return ScalingPolicy(
         metrics=tuple(
-            MetricTarget(type=m["type"], value=float(m["value"])) for m in policy.get("metrics") or ()
+            MetricTarget(type=m["type"], value=positive_quantity(m["value"]) or 0.0)
+            for m in policy.get("metrics") or ()
         ),
         scale_up_behavior=policy.get("scale_up_behavior") or "fast",
         scale_down_behavior=policy.get("scale_down_behavior") or "stable",
@@ -289,8 +291,16 @@ def _resources(
     return (
         parse_cpu(cpu) if cpu is not None else None,
         parse_memory(memory) if memory is not None else None,
-        int(resources.get("gpu") or 0),
+        gpu_count(resources.get("gpu") or 0) or 0,
     )
+
+
+def gpu_count(value: object) -> int | None:
+    """A whole, non-negative number of GPUs given as a number or quantity (`1`, `"1"`); else None."""
+    amount = parse_quantity(value)
+    if amount is None or amount < 0 or amount != amount.to_integral_value():
+        return None
+    return int(amount)
 
 
 def manifest_services(manifest: Config) -> list[Config]:

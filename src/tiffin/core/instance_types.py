@@ -18,27 +18,13 @@ from typing import Any
 import yaml
 
 from tiffin.core.errors import BadRequest
+from tiffin.core.quantity import parse_quantity
 
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
 TiB = 1024 * GiB
 
-_MEMORY_UNITS = {
-    "": 1,
-    "Ki": KiB,
-    "Mi": MiB,
-    "Gi": GiB,
-    "Ti": TiB,
-    "k": 10**3,
-    "K": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-}
-_NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
-_CPU_RE = re.compile(rf"{_NUMBER}(m?)")
-_MEMORY_RE = re.compile(rf"{_NUMBER}\s*(Ki|Mi|Gi|Ti|k|K|M|G|T)?")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 _REQUIRED_FIELDS = ("name", "description", "price", "cpu", "memory")
@@ -105,21 +91,17 @@ def _amount_text(value: object) -> str | None:
 
 
 def _cpu_millicores(value: object) -> int | None:
-    """Millicores for a CPU amount like `2`, `"0.5"` or `"500m"`; None when it is not one."""
-    text = _amount_text(value)
-    match = _CPU_RE.fullmatch(text) if text is not None else None
-    if match is None:
-        return None
-    return _whole(Decimal(match[1]) * (1 if match[2] else 1000))
+    """Millicores for a CPU quantity like `2`, `"0.5"` or `"500m"`; None when it is not one."""
+    amount = parse_quantity(value)
+    return _whole(amount * 1000) if amount is not None and amount >= 0 else None
 
 
 def _memory_bytes(value: object) -> int | None:
-    """Bytes for a size like `4Gi`, `512M` or `1073741824`; None when it is not one."""
-    text = _amount_text(value)
-    match = _MEMORY_RE.fullmatch(text) if text is not None else None
-    if match is None:
-        return None
-    return _whole(Decimal(match[1]) * _MEMORY_UNITS[match[2] or ""])
+    """Bytes for a size like `4Gi`, `512M` or `1073741824` (also `1K`, `4 Gi`); None when it is not one."""
+    if isinstance(value, str):
+        value = value.replace(" ", "").removesuffix("K") + ("k" if value.endswith("K") else "")
+    amount = parse_quantity(value)
+    return _whole(amount) if amount is not None and amount >= 0 else None
 
 
 def parse_cpu(value: str | int | float) -> int:

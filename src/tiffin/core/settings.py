@@ -15,7 +15,8 @@ DEFAULT_AUTOSCALE_WINDOW_S = 300.0  # the stabilization window of the `stable` b
 
 
 class UploadMode(StrEnum):
-    """How the server asks clients to upload bentos and models (the server decides, §4.2)."""
+    """How the server asks clients to upload bentos and models (the server decides, docs/bentocloud-api.md
+    §4.2)."""
 
     PROXY = "proxy"
     PRESIGNED = "presigned"
@@ -35,6 +36,7 @@ class Settings:
     queue_capacity: int = DEFAULT_QUEUE_CAPACITY
     autoscale_period_s: float = DEFAULT_AUTOSCALE_PERIOD_S
     autoscale_window_s: float = DEFAULT_AUTOSCALE_WINDOW_S
+    env_cache: Path | None = None  # where built environments live; None: under `builds_dir`
 
     @property
     def artifacts_dir(self) -> Path:
@@ -62,6 +64,9 @@ class Settings:
             queue_capacity=_positive_int(env, "TIFFIN_QUEUE_CAPACITY", DEFAULT_QUEUE_CAPACITY, "requests"),
             autoscale_period_s=_seconds(env, "TIFFIN_AUTOSCALE_PERIOD_S", DEFAULT_AUTOSCALE_PERIOD_S),
             autoscale_window_s=_seconds(env, "TIFFIN_AUTOSCALE_WINDOW_S", DEFAULT_AUTOSCALE_WINDOW_S),
+            env_cache=Path(env["TIFFIN_ENV_CACHE"]).expanduser().resolve()
+            if env.get("TIFFIN_ENV_CACHE")
+            else None,
         )
 
     @property
@@ -93,6 +98,11 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0:
         raise BadRequest(f"{name} must be a positive number of seconds, not {raw!r}.")
     return value
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    return Path(raw).expanduser().resolve() if raw else None
 
 
 def _upload_mode(raw: str) -> UploadMode:

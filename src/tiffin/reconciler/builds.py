@@ -1,11 +1,14 @@
 """Runs bento builds in the background so a reconcile step never waits for one."""
 
+import logging
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from tiffin.builder import Builder, BuildFailed, BuildRequest, BuiltBento
 from tiffin.reconciler.status import BuildState
 
 LOG_TAIL_IN_STATUS = 15
+log = logging.getLogger("tiffin.builds")
 
 
 class BuildTracker:
@@ -16,16 +19,35 @@ class BuildTracker:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tiffin-build")
         self._builds: dict[str, Future[BuiltBento]] = {}
 
-    def state(self, revision: str, request: BuildRequest) -> tuple[BuildState, BuiltBento | None]:
+    def state(
+        self, deployment: str, revision: str, request: BuildRequest
+    ) -> tuple[BuildState, BuiltBento | None]:
         future = self._builds.get(revision)
         if future is None:
-            future = self._builds[revision] = self._pool.submit(self._builder.build, request)
+            future = self._builds[revision] = self._start(deployment, request)
         if not future.done():
             return BuildState("building"), None
         error = future.exception()
         if error is None:
             return BuildState("ready"), future.result()
         return BuildState("failed", _describe(error)), None
+
+    def _start(self, deployment: str, request: BuildRequest) -> Future[BuiltBento]:
+        extra = {"deployment": deployment}
+        log.info("Building bento %s.", request.bento_tag, extra=extra)
+        started = time.monotonic()
+        future = self._pool.submit(self._builder.build, request)
+
+        def finished(done: Future[BuiltBento]) -> None:
+            took = time.monotonic() - started
+            if done.cancelled() or done.exception() is None:
+                log.info("Bento %s is ready (%.1f s).", request.bento_tag, took, extra=extra)
+            else:
+                what = _describe(done.exception() or Exception()).splitlines()[0]
+                log.warning("Bento %s failed to build: %s", request.bento_tag, what, extra=extra)
+
+        future.add_done_callback(finished)
+        return future
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

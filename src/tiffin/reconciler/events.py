@@ -81,9 +81,13 @@ def action_events(actions: Sequence[Action], replicas: Mapping[str, ReplicaStatu
     return happened
 
 
+TROUBLED_STATUSES = ("unhealthy", "image-build-failed")
+
+
 def status_change(deployment: str, old: Status, new: Status) -> Happened:
     detail = f": {new.message}" if new.message else "."
-    return Happened(deployment, NewEvent(Kind.STATUS, f"Status {old.status} → {new.status}{detail}"))
+    message = f"Status {old.status} → {new.status}{detail}"
+    return Happened(deployment, NewEvent(Kind.STATUS, message, warning=new.status in TROUBLED_STATUSES))
 
 
 def _replica_changes(
@@ -127,7 +131,8 @@ def _started(replica: ReplicaStatus) -> Happened:
 
 
 def _failed(replica: ReplicaStatus) -> Happened:
-    return _replica_event(replica, f"Replica {replica.replica_id} failed: {replica.reason or 'it exited'}.")
+    message = f"Replica {replica.replica_id} failed: {replica.reason or 'it exited'}."
+    return Happened(replica.deployment, NewEvent(Kind.REPLICA, message, replica.service, warning=True))
 
 
 def _adopted(replica: ReplicaStatus) -> Happened:

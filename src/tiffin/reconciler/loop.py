@@ -141,7 +141,7 @@ class Reconciler:
     ) -> tuple[list[DesiredService], Status]:
         if not want.active or want.build_request is None:
             return [], terminated_status(observed)
-        build, built = self._builds.state(want.revision, want.build_request)
+        build, built = self._builds.state(want.name, want.revision, want.build_request)
         waiting = build_status(build)
         counts = {s.name: self._scaler.counts.get((want.name, s.name), s.min_replicas) for s in want.settings}
         if waiting is not None or built is None:
@@ -178,7 +178,7 @@ class Reconciler:
             except Exception:
                 log.exception("could not execute %s", action)
         for replica_id in self._drains.due(now):
-            log.info("stopping %s after draining", replica_id)
+            log.debug("stopping %s after draining", replica_id)
             self._deps.backend.stop(replica_id)
 
     def _execute(self, action: Action, actual: dict[str, ReplicaStatus], now: float) -> None:
@@ -190,19 +190,19 @@ class Reconciler:
                 backend.forget(action.replica_id)
         elif isinstance(action, Stop):
             replica = actual.get(action.replica_id)
-            log.info("removing %s: %s", action.replica_id, action.reason)
+            log.debug("removing %s: %s", action.replica_id, action.reason)
             if replica is not None and replica.phase is ReplicaPhase.RUNNING:
                 self._drains.begin(action.replica_id, now)
             else:
                 backend.stop(action.replica_id)
         elif isinstance(action, RollBack):
-            log.warning("rolling %s back: %s", action.deployment, action.reason)
+            log.debug("rolling %s back: %s", action.deployment, action.reason)
             with self._deps.db.session() as session:
                 deps = self._deps
                 to = RollbackTarget(action.deployment, action.to_revision, action.reason)
                 roll_back(session, to, deps.ports, deps.box, deps.clock.now())
         else:
-            log.info("starting %s", action.spec.replica_id)
+            log.debug("starting %s", action.spec.replica_id)
             backend.start(action.spec)
 
     async def run(

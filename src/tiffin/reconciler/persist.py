@@ -126,7 +126,7 @@ def _write_events(session: Session, ids: dict[str, int], happened: Sequence[Happ
     touched = set()
     for item in happened:
         if item.deployment in ids:
-            events.record(session, ids[item.deployment], item.event, now)
+            events.record(session, (ids[item.deployment], item.deployment), item.event, now)
             touched.add(ids[item.deployment])
     for deployment_id in touched:
         events.prune(session, deployment_id)

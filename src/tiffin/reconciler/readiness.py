@@ -42,6 +42,7 @@ class ReadinessDeadlines:
         if now - since < limit:
             return replica
         self._overdue.add(replica.replica_id)
-        return replace(
-            replica, phase=ReplicaPhase.FAILED, reason=f"not ready after {limit:.0f} s (cold start timeout)"
-        )
+        reason = f"not ready after {limit:.0f} s (cold start timeout)"
+        if replica.last_error:
+            reason += f": {replica.last_error}"
+        return replace(replica, phase=ReplicaPhase.FAILED, reason=reason)

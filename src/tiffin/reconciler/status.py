@@ -1,4 +1,5 @@
-"""A deployment's status string (§5.1) and message, derived from what the reconciler knows.
+"""A deployment's status string (docs/bentocloud-api.md §5.1) and message, derived from what the reconciler
+knows.
 
 Pure: the same inputs always give the same status, so the rules can be tested table by table.
 """
@@ -81,5 +82,8 @@ def _failing(service: DesiredService, restarts: int, reason: str, observed: Sequ
 
 def _waiting(service: DesiredService, mine: Sequence[ReplicaStatus], ready: int) -> str:
     pending = [r.reason for r in mine if r.phase is ReplicaPhase.PENDING and r.reason]
+    errors = [r.last_error for r in mine if r.phase is ReplicaPhase.STARTING and r.last_error]
     detail = f" Pending: {pending[0]}" if pending else ""
+    if errors:
+        detail += f" A starting replica reports: {errors[0]}"
     return f"Service {service.service}: {ready}/{service.replicas} replicas ready.{detail}"

@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from tiffin.backends.ended import EndedReplica
 from tiffin.backends.local import LocalBackend
 from tiffin.builder import Builder
 from tiffin.core.clock import Clock
@@ -63,6 +64,9 @@ class Runtime:
 
     def build_log(self, bento_tag: str, tail: int) -> str:
         return self.builder.read_log(bento_tag, tail)
+
+    def ended_replicas(self, deployment: str) -> list[EndedReplica]:
+        return self.backend.ended(deployment)
 
 
 def make_runtime(

@@ -25,6 +25,9 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def serve(app: Any, host: str, port: int) -> None:
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+def serve(app: Any, host: str, port: int, log_level: str = "info", access_log: bool = False) -> None:
+    """Serve until stopped; uvicorn's lines go to the handler `tiffin.server.logconfig` configured."""
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, log_level=log_level, access_log=access_log
+    )
     _Server(config).run()

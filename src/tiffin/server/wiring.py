@@ -79,7 +79,7 @@ def _api_context(settings: Settings, db: Database, clock: Clock) -> ApiContext:
 
 def _runtime(settings: Settings, context: ApiContext, listen: Listen) -> Runtime:
     backend = LocalBackend(settings.replicas_dir, context.host)
-    builder = Builder(settings.builds_dir)
+    builder = Builder(settings.builds_dir, env_cache=settings.env_cache)
     deps = ReconcilerDeps(
         db=context.db,
         backend=backend,

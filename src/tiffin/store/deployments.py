@@ -4,6 +4,7 @@ The API writes desired state here (create, update, terminate, delete); the recon
 writes back only the observed `status` and the replica records.
 """
 
+import logging
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from tiffin.store.models import (
 from tiffin.store.secret_box import SecretBox
 from tiffin.store.tokens import NewToken, create_token
 
+log = logging.getLogger("tiffin.events")
 ACTIVE = "active"
 TERMINATED = "terminated"
 CONFIG_KEYS = ("access_authorization", "envs", "labels", "secrets", "services", "canary")
@@ -120,7 +122,8 @@ def add_revision(
     row.lifecycle = ACTIVE
     row.status, row.status_message, row.updated_at = "deploying", "", now
     bento = f"{artifact.repository.name}:{artifact.version}"
-    events.record(session, row.id, NewEvent(kind, f"Revision {revision.uid} ({bento}): {why}."), now)
+    event = NewEvent(kind, f"Revision {revision.uid} ({bento}): {why}.")
+    events.record(session, (row.id, row.name), event, now)
     return revision
 
 
@@ -160,7 +163,7 @@ def terminate(session: Session, row: Deployment, user: User, now: datetime) -> N
     row.lifecycle = TERMINATED
     row.status, row.status_message, row.updated_at = "terminating", "", now
     message = f"{user.name} terminated the deployment: every replica drains and stops; revisions are kept."
-    events.record(session, row.id, NewEvent(Kind.LIFECYCLE, message), now)
+    events.record(session, (row.id, row.name), NewEvent(Kind.LIFECYCLE, message), now)
 
 
 def delete_deployment(session: Session, row: Deployment) -> None:
@@ -170,6 +173,7 @@ def delete_deployment(session: Session, row: Deployment) -> None:
     session.execute(delete(DeploymentRevision).where(DeploymentRevision.deployment_id == row.id))
     session.execute(delete(ApiToken).where(ApiToken.name == replica_token_name(row.name)))
     session.delete(row)
+    log.info("Deployment %s deleted.", row.name, extra={"deployment": row.name})
 
 
 def replica_token_name(deployment: str) -> str:
@@ -301,7 +305,7 @@ def restore(session: Session, row: Deployment, user: User, now: datetime) -> Non
     row.status, row.status_message, row.updated_at = "deploying", "", now
     revision = current_revision(session, row)
     message = f"{user.name} restored the deployment with revision {revision.uid if revision else '?'}."
-    events.record(session, row.id, NewEvent(Kind.LIFECYCLE, message), now)
+    events.record(session, (row.id, row.name), NewEvent(Kind.LIFECYCLE, message), now)
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 The API records what users asked for (revisions, rollbacks, terminate, restore); the reconciler records
 what it did and saw (rollout steps, replicas starting, ready, failing, stopping, status changes). Each
-deployment keeps its newest `KEEP_PER_DEPLOYMENT` events; deleting a deployment deletes them.
+deployment keeps its newest `KEEP_PER_DEPLOYMENT` events; deleting a deployment deletes them. Every
+event is also one line of Tiffin's own log (logger `tiffin.events`), with the deployment and Service.
 """
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -15,6 +17,7 @@ from sqlalchemy.orm import Session
 from tiffin.store.models import DeploymentEvent
 
 KEEP_PER_DEPLOYMENT = 1000
+log = logging.getLogger("tiffin.events")
 
 
 class Kind(StrEnum):
@@ -32,9 +35,15 @@ class NewEvent:
     kind: Kind
     message: str
     service: str = ""
+    warning: bool = False  # something went wrong (a replica failed, a rollback, an unhealthy status)
 
 
-def record(session: Session, deployment_id: int, event: NewEvent, now: datetime) -> None:
+def record(session: Session, deployment: tuple[int, str], event: NewEvent, now: datetime) -> None:
+    """Add `event` to the timeline of `deployment` (its id and name), and log it as one line."""
+    deployment_id, name = deployment
+    level = logging.WARNING if event.warning or event.kind is Kind.ROLLBACK else logging.INFO
+    extra = {"deployment": name, "service": event.service, "event": event.kind.value}
+    log.log(level, "%s", event.message, extra=extra)
     session.add(
         DeploymentEvent(
             deployment_id=deployment_id,

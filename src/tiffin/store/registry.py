@@ -1,6 +1,6 @@
 """The bento and model registry: repositories, versions and their upload state.
 
-Bentos and models behave the same way on the wire (§3.2–3.3 of the API contract); `kind` tells them
+Bentos and models behave the same way on the wire (docs/bentocloud-api.md §3.2–3.3); `kind` tells them
 apart, so one set of functions serves both.
 """
 

@@ -1,8 +1,10 @@
-"""Deployments (§3.5): create, get, list, update, void_update, terminate, delete, replicas and logs.
+"""Deployments (docs/bentocloud-api.md §3.5): create, get, list, update, void_update, terminate, delete,
+replicas and logs.
 
 These routes only write desired state; the reconciler makes it so and reports back through `status`.
 """
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,17 +18,19 @@ from tiffin.api.context import ApiContext
 from tiffin.api.deployment_requests import check_request, new_name
 from tiffin.api.query import bool_param, filter_terms, int_param
 from tiffin.api.uploads import transmission_strategy
+from tiffin.backends.ended import EndedReplica
 from tiffin.core.errors import NotImplementedYet
 from tiffin.core.scopes import replica_scopes
 from tiffin.store import deployments as store
 from tiffin.store import events
 from tiffin.store.events import Kind as EventKind
 from tiffin.store.identity import find_cluster
-from tiffin.store.models import Deployment, User
+from tiffin.store.models import Deployment, ReplicaRecord, User
 
 router = APIRouter(prefix="/api/v2/deployments")
 Json = dict[str, Any]
 DEFAULT_LOG_TAIL = 200
+ENDED_LOGS_SHOWN = 3  # per Service, when no replica is named
 DEFAULT_EVENTS = 100
 
 
@@ -190,7 +194,8 @@ def replicas(name: str, principal: ReadCluster, context: Context) -> Json:
 
 @router.get("/{name}/logs", response_class=PlainTextResponse)
 def logs(name: str, principal: ReadCluster, context: Context, request: Request) -> str:
-    """Replica logs (`replica=` one, `service=` all of a Service) or, with neither, the build log first."""
+    """The build log, then the logs of replicas that ended lately (the newest few per Service), then those
+    of live replicas; `replica=` one replica, `service=` one Service's replicas (no build log)."""
     params = request.query_params
     tail = int_param(params.get("tail"), "tail", DEFAULT_LOG_TAIL, maximum=100_000)
     if context.logs is None:
@@ -200,15 +205,44 @@ def logs(name: str, principal: ReadCluster, context: Context, request: Request) 
         revision = store.current_revision(session, row)
         records = store.replica_records(session, row)
         bento = f"{revision.artifact.repository.name}:{revision.artifact.version}" if revision else ""
-    chosen = [r for r in records if params.get("replica") in (None, "", r.replica_id)]
-    chosen = [r for r in chosen if params.get("service") in (None, "", r.service)]
-    parts = (
-        []
-        if params.get("replica") or params.get("service") or not bento
-        else [_section("build", context.logs.build_log(bento, tail))]
-    )
-    parts += [_section(r.replica_id, context.logs.replica_log(r.replica_id, tail)) for r in chosen]
+    replica, service = params.get("replica") or "", params.get("service") or ""
+    sources = _log_sources(records, context.logs.ended_replicas(name), replica)
+    parts = []
+    if bento and not (replica or service):
+        parts.append(_section("build", context.logs.build_log(bento, tail)))
+    for source in sources:
+        if replica in ("", source.replica_id) and service in ("", source.service):
+            parts.append(_section(source.title, context.logs.replica_log(source.replica_id, tail)))
     return "".join(parts)
+
+
+@dataclass(frozen=True)
+class _LogSource:
+    replica_id: str
+    service: str
+    title: str
+
+
+def _log_sources(records: list[ReplicaRecord], ended: list[EndedReplica], replica: str) -> list[_LogSource]:
+    """Replicas that ended lately (the newest few per Service, or the one asked for), then live ones."""
+    live = {r.replica_id for r in records}
+    gone = _shown([e for e in ended if e.replica_id not in live], replica)
+    return [_LogSource(e.replica_id, e.service, f"{e.replica_id} (ended: {e.reason})") for e in gone] + [
+        _LogSource(r.replica_id, r.service, r.replica_id) for r in records
+    ]
+
+
+def _shown(ended: list[EndedReplica], replica: str) -> list[EndedReplica]:
+    """The newest ENDED_LOGS_SHOWN ended replicas of each Service (oldest first), or the one asked for."""
+    if replica:
+        return [e for e in ended if e.replica_id == replica]
+    counts: dict[str, int] = {}
+    shown = []
+    for one in reversed(ended):
+        counts[one.service] = counts.get(one.service, 0) + 1
+        if counts[one.service] <= ENDED_LOGS_SHOWN:
+            shown.append(one)
+    return shown[::-1]
 
 
 def _section(title: str, text: str) -> str:

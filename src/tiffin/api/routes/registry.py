@@ -1,4 +1,5 @@
-"""Bento and model repositories, versions, uploads and downloads (§3.2–3.3), for both kinds."""
+"""Bento and model repositories, versions, uploads and downloads (docs/bentocloud-api.md §3.2–3.3), for both
+kinds."""
 
 from typing import Any
 
@@ -301,7 +302,7 @@ def _repository_to_list(session: Any, org: Organization, kind: Kind, name: str) 
     """The repository to list; an unknown one is a 404 for bentos but an empty list for models.
 
     The client's "latest model" lookup treats an empty list as "not found" and a 404 as a hard error,
-    while its "latest bento" lookup crashes on an empty list (§3.2 B4, §3.3 M4).
+    while its "latest bento" lookup crashes on an empty list (docs/bentocloud-api.md §3.2 B4, §3.3 M4).
     """
     try:
         return reg.find_repository(session, org, kind, name)

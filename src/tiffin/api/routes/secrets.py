@@ -1,4 +1,4 @@
-"""Organization secrets (§3.8): values are accepted, encrypted, and never sent back."""
+"""Organization secrets (docs/bentocloud-api.md §3.8): values are accepted, encrypted, and never sent back."""
 
 from typing import Annotated, Any
 

@@ -1,4 +1,4 @@
-"""API tokens (§3.9): create (secret shown once), list, get, delete."""
+"""API tokens (docs/bentocloud-api.md §3.9): create (secret shown once), list, get, delete."""
 
 from typing import Any
 

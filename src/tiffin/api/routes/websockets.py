@@ -1,4 +1,4 @@
-"""WebSocket endpoints the client opens during `bentoml deploy` (§3.7).
+"""WebSocket endpoints the client opens during `bentoml deploy` (docs/bentocloud-api.md §3.7).
 
 Tiffin has no builder pods to stream from; answering the pod lookup at once with an empty list keeps
 the client polling status quietly instead of printing a traceback. Build logs are served by
