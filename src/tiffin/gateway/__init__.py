@@ -1,7 +1,7 @@
 """The data plane: each deployment's URL and each Service's internal route, balanced over ready replicas.
 
-A lean HTTP/1.1 reverse proxy on asyncio protocols, fed by routing snapshots (`Gateway.apply`).
-Imports only `tiffin.routing` and `tiffin.core` below it.
+An HTTP/1.1 reverse proxy on asyncio protocols and llhttp (httptools), fed by routing snapshots
+(`Gateway.apply`). Imports only `tiffin.routing` and `tiffin.core` below it.
 """
 
 from tiffin.gateway.auth import TokenCheck

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from tiffin.core.scopes import may_call_deployment
-from tiffin.gateway.http1 import Fields
+from tiffin.gateway.parsing import Fields
 from tiffin.gateway.replies import Reply, message
 
 TokenCheck = Callable[[str], Awaitable[frozenset[str] | None]]

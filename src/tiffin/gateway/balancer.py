@@ -2,57 +2,64 @@
 
 Round robin spreads equal requests evenly; least-in-flight sends work to the replica with the fewest
 requests still running, which matters when requests differ wildly in cost (LLM generations next to
-health probes). Ties rotate, so with sequential traffic both behave like round robin.
+health probes). Ties rotate, so with sequential traffic both behave like round robin. A balancer
+belongs to its Service, not to a routing snapshot: a new snapshot hands it the new replica set and
+its rotation goes on where it was, so light traffic still reaches every replica.
 """
 
 from collections.abc import Collection
-from typing import Literal, Protocol
+from typing import Literal
 
 from tiffin.gateway.upstream import Endpoint
 
 Policy = Literal["round_robin", "least_in_flight"]
 
 
-class Balancer(Protocol):
-    def pick(self, exclude: Collection[Endpoint] = ()) -> Endpoint | None:
-        """The next endpoint not in `exclude`, or None when none is left."""
-        ...
-
-
-class RoundRobin:
-    def __init__(self, endpoints: tuple[Endpoint, ...]) -> None:
-        self._endpoints = endpoints
+class Balancer:
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.endpoints: tuple[Endpoint, ...] = ()
         self._next = 0
 
-    def pick(self, exclude: Collection[Endpoint] = ()) -> Endpoint | None:
-        count = len(self._endpoints)
-        for offset in range(count):
-            index = (self._next + offset) % count
-            endpoint = self._endpoints[index]
-            if endpoint not in exclude:
-                self._next = index + 1
-                return endpoint
-        return None
+    def update(self, endpoints: tuple[Endpoint, ...]) -> None:
+        """Balance over `endpoints` from now on, carrying on the rotation."""
+        self.endpoints = endpoints
 
-
-class LeastInFlight:
-    def __init__(self, endpoints: tuple[Endpoint, ...]) -> None:
-        self._endpoints = endpoints
-        self._next = 0
-
-    def pick(self, exclude: Collection[Endpoint] = ()) -> Endpoint | None:
-        endpoints = self._endpoints
+    def pick(self, exclude: Collection[Endpoint] = (), cap: int = 0) -> Endpoint | None:
+        """The next endpoint not in `exclude` with fewer than `cap` requests in flight (0: no cap)."""
+        endpoints = self.endpoints
         count = len(endpoints)
         best: Endpoint | None = None
         best_index = 0
         for offset in range(count):
             index = (self._next + offset) % count
             endpoint = endpoints[index]
-            if endpoint not in exclude and (best is None or endpoint.in_flight < best.in_flight):
+            if endpoint in exclude or (cap and endpoint.in_flight >= cap):
+                continue
+            if self.policy == "round_robin":
                 best, best_index = endpoint, index
-        self._next = best_index + 1
+                break
+            if best is None or endpoint.in_flight < best.in_flight:
+                best, best_index = endpoint, index
+        if best is not None:
+            self._next = best_index + 1
         return best
 
 
-def make_balancer(policy: Policy, endpoints: tuple[Endpoint, ...]) -> Balancer:
-    return RoundRobin(endpoints) if policy == "round_robin" else LeastInFlight(endpoints)
+class Balancers:
+    """The balancer of every Service, kept across routing snapshots."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+        self._by_service: dict[tuple[str, str], Balancer] = {}
+
+    def of(self, key: tuple[str, str], endpoints: tuple[Endpoint, ...]) -> Balancer:
+        balancer = self._by_service.get(key)
+        if balancer is None:
+            balancer = self._by_service[key] = Balancer(self._policy)
+        balancer.update(endpoints)
+        return balancer
+
+    def keep_only(self, keys: Collection[tuple[str, str]]) -> None:
+        """Forget the balancers of Services no snapshot routes to any more."""
+        self._by_service = {k: b for k, b in self._by_service.items() if k in keys}

@@ -1,144 +1,108 @@
-"""Where a message body ends (RFC 9112 §6), found without decoding it.
+"""The bytes the gateway writes: request heads to replicas, response heads to clients, and body framing.
 
-The gateway forwards bodies byte for byte (chunk framing included), so it never re-encodes anything;
-it only needs to know how many of the buffered bytes still belong to the current message, so the
-connection can carry the next one. A framer scans the front of a buffer and says how much is body.
+Heads are rebuilt, never copied: hop-by-hop fields (RFC 9110 §7.6.1) and any field the sender named in
+`Connection` stop here, and so does every framing field, because the gateway frames each body itself:
+`Content-Length` when the length is known, else chunked transfer coding (close-delimited for HTTP/1.0
+clients). So what reaches a replica or a client is framed by one party only, whatever the sender wrote.
 """
 
-from typing import Protocol
+from tiffin.gateway.parsing import Fields, Framing, RequestHead, ResponseHead
 
-from tiffin.gateway.http1 import Fields, HttpError, RequestHead, ResponseHead
-
-MAX_CHUNK_LINE = 4096  # a chunk-size line or trailer line longer than this is refused
-
-
-class Framer(Protocol):
-    done: bool  # the whole body has been scanned
-    ends_at_eof: bool  # the body is delimited by the connection closing
-
-    def scan(self, buffer: bytearray) -> int:
-        """How many bytes at the front of `buffer` belong to the body (all, some or none)."""
-        ...
-
-
-class Empty:
-    done = True
-    ends_at_eof = False
-
-    def scan(self, buffer: bytearray) -> int:
-        return 0
-
-
-class Length:
-    ends_at_eof = False
-
-    def __init__(self, length: int) -> None:
-        self.remaining = length
-        self.done = length == 0
-
-    def scan(self, buffer: bytearray) -> int:
-        size = min(self.remaining, len(buffer))
-        self.remaining -= size
-        self.done = self.remaining == 0
-        return size
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"expect",
+        b"content-length",
+    }
+)
+_FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
+_NO_FRAMING_STATUSES = frozenset({101, 204, 304})
+LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CRLF = b"\r\n"
 
 
-class UntilClose:
-    done = False
-    ends_at_eof = True
-
-    def scan(self, buffer: bytearray) -> int:
-        return len(buffer)
-
-
-_SIZE, _DATA_END, _TRAILER = 0, 1, 2
-
-
-class Chunked:
-    """Follows chunked transfer coding: size line, data, CRLF, ..., `0` line, trailers, empty line."""
-
-    ends_at_eof = False
-
-    def __init__(self) -> None:
-        self.done = False
-        self._state = _SIZE
-        self._data_left = 0
-
-    def scan(self, buffer: bytearray) -> int:
-        pos, end = 0, len(buffer)
-        while not self.done and pos < end:
-            if self._data_left:
-                step = min(self._data_left, end - pos)
-                self._data_left -= step
-                pos += step
-            elif self._state == _DATA_END:
-                if end - pos < 2:
-                    break
-                if buffer[pos : pos + 2] != b"\r\n":
-                    raise HttpError(400, "A chunk of the body is not followed by CRLF.")
-                pos += 2
-                self._state = _SIZE
-            else:
-                line_end = buffer.find(b"\r\n", pos)
-                if line_end < 0:
-                    if end - pos > MAX_CHUNK_LINE:
-                        raise HttpError(400, "A chunk-size or trailer line is too long.")
-                    break
-                self._line(bytes(buffer[pos:line_end]))
-                pos = line_end + 2
-        return pos
-
-    def _line(self, line: bytes) -> None:
-        if self._state == _TRAILER:
-            self.done = not line
-            return
-        size = _chunk_size(line)
-        if size == 0:
-            self._state = _TRAILER
-        else:
-            self._data_left = size
-            self._state = _DATA_END
+def request_head(request: RequestHead, client_host: str) -> bytes:
+    """The head sent to a replica: HTTP/1.1, end-to-end fields, X-Forwarded-*, the gateway's framing."""
+    lines = [request.method, b" ", request.target, b" HTTP/1.1\r\n"]
+    lines += _end_to_end(request.fields, _FORWARDED)
+    earlier = request.fields.get(b"x-forwarded-for")
+    client = client_host.encode()
+    lines += [b"x-forwarded-for: ", client if earlier is None else earlier + b", " + client, _CRLF]
+    lines.append(b"x-forwarded-proto: http\r\n")
+    host = request.fields.get(b"host")
+    if host is not None:
+        lines += [b"x-forwarded-host: ", host, _CRLF]
+    lines.append(_request_framing(request))
+    if request.upgrade == b"websocket":
+        lines.append(b"connection: upgrade\r\nupgrade: websocket\r\n")
+    lines.append(_CRLF)
+    return b"".join(lines)
 
 
-def _chunk_size(line: bytes) -> int:
-    digits = line.split(b";", 1)[0].strip(b" \t")
-    if not digits or len(digits) > 16 or digits.strip(b"0123456789abcdefABCDEF"):
-        raise HttpError(400, "A chunk-size line is not a hexadecimal number.")
-    return int(digits, 16)
+def _request_framing(request: RequestHead) -> bytes:
+    if request.framing is Framing.CHUNKED:
+        return b"transfer-encoding: chunked\r\n"
+    if request.framing is Framing.LENGTH:
+        return b"content-length: %d\r\n" % request.length
+    return b"content-length: 0\r\n" if request.fields.get(b"content-length") is not None else b""
 
 
-def request_framer(head: RequestHead) -> Framer:
-    """The body framing of a request; refuses ambiguous framing (the request-smuggling cases)."""
-    coding = head.fields.get(b"transfer-encoding")
-    if coding is not None:
-        if head.fields.get(b"content-length") is not None or head.minor == 0:
-            raise HttpError(400, "Send either Content-Length or Transfer-Encoding: chunked, not both.")
-        if coding.strip().lower() != b"chunked":
-            raise HttpError(501, "Only Transfer-Encoding: chunked is supported for request bodies.")
-        return Chunked()
-    length = content_length(head.fields)
-    return Empty() if not length else Length(length)
+def chunked_to_client(response: ResponseHead, request: RequestHead) -> bool:
+    """Whether the body goes to the client in chunks (its length is unknown and the client speaks 1.1)."""
+    return response.framing in (Framing.CHUNKED, Framing.UNTIL_CLOSE) and request.minor == 1
 
 
-def response_framer(head: ResponseHead, method: bytes) -> Framer:
-    """The body framing of a response to a request with `method`."""
-    if method == b"HEAD" or head.status < 200 or head.status in (204, 304):
-        return Empty()
-    coding = head.fields.get(b"transfer-encoding")
-    if coding is not None:
-        return Chunked() if coding.lower().endswith(b"chunked") else UntilClose()
-    length = content_length(head.fields)
-    return UntilClose() if length is None else Length(length)
+def closes_client(response: ResponseHead, request: RequestHead) -> bool:
+    """Whether the client connection must end with this response (a 1.0 client and no known length)."""
+    return response.framing in (Framing.CHUNKED, Framing.UNTIL_CLOSE) and request.minor == 0
 
 
-def content_length(fields: Fields) -> int | None:
-    value = fields.get(b"content-length")
-    if value is None:
-        return None
-    if value.isdigit() and len(value) <= 18:
-        return int(value)
-    values = {part.strip() for part in value.split(b",")}
-    length = values.pop()
-    if values or not length.isdigit() or len(length) > 18:
-        raise HttpError(400, "The Content-Length header is not one non-negative integer.")
-    return int(length)
+def response_head(response: ResponseHead, request: RequestHead, keep_alive: bool) -> bytes:
+    """The head sent to the client: the replica's status and end-to-end fields, the gateway's framing."""
+    reason = response.reason or b"-"
+    lines = [b"HTTP/1.1 %d " % response.status, reason, _CRLF]  # a server names its own version
+    lines += _end_to_end(response.fields)
+    lines.append(_response_framing(response, request))
+    if response.status == 101:
+        lines.append(b"connection: upgrade\r\nupgrade: websocket\r\n")
+    elif not keep_alive:
+        lines.append(b"connection: close\r\n")
+    elif request.minor == 0:
+        lines.append(b"connection: keep-alive\r\n")
+    lines.append(_CRLF)
+    return b"".join(lines)
+
+
+def _response_framing(response: ResponseHead, request: RequestHead) -> bytes:
+    if response.status in _NO_FRAMING_STATUSES or request.method == b"HEAD":
+        length = response.fields.get(b"content-length")  # what a GET would get: the replica's word
+        return b"content-length: " + length + _CRLF if length is not None and response.status != 101 else b""
+    if response.framing is Framing.LENGTH:
+        return b"content-length: %d\r\n" % response.length
+    if response.framing is Framing.NONE:
+        return b"content-length: 0\r\n"
+    return b"transfer-encoding: chunked\r\n" if request.minor == 1 else b""
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body (never empty: an empty chunk would end the body)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def _end_to_end(fields: Fields, dropped: frozenset[bytes] = frozenset()) -> list[bytes]:
+    named = fields.tokens(b"connection")  # fields the sender marked as hop-by-hop
+    kept: list[bytes] = []
+    for name, value in fields.pairs:
+        lowered = name.lower()
+        if lowered not in HOP_BY_HOP and lowered not in named and lowered not in dropped:
+            kept += [name, b": ", value, _CRLF]
+    return kept

@@ -9,8 +9,8 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
+from tiffin.gateway.connection import ClientConnection
 from tiffin.gateway.context import GatewayContext
-from tiffin.gateway.session import ClientSession
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ class Listener:
     def __init__(self, port: int, context: GatewayContext) -> None:
         self.port = port
         self.closing = False
-        self.sessions: set[ClientSession] = set()
+        self.connections: set[ClientConnection] = set()
         self._context = context
         self._server: asyncio.Server | None = None
         self._emptied = asyncio.Event()
@@ -37,35 +37,33 @@ class Listener:
         self.closing = True
         if self._server is not None:
             self._server.close()
-        for session in list(self.sessions):
-            if not session.busy:
-                session.close()
+        for connection in list(self.connections):
+            connection.close_when_idle()
 
     async def finish(self, grace_s: float) -> None:
         """Wait up to `grace_s` for in-flight requests, then cut off what remains."""
-        if self.sessions:
+        if self.connections:
             self._emptied.clear()
             try:
                 await asyncio.wait_for(self._emptied.wait(), grace_s)
             except TimeoutError:
-                for session in list(self.sessions):
-                    session.abort()
+                for connection in list(self.connections):
+                    connection.abort()
 
-    def close_idle_since(self, before: float) -> None:
-        """Close connections that have waited on their client since before `before`."""
-        for session in list(self.sessions):
-            if session.idle_since is not None and session.idle_since < before:
-                session.close()
+    def sweep(self, now: float) -> None:
+        """Let each connection close itself if it idled or trickled past its deadline."""
+        for connection in list(self.connections):
+            connection.sweep(now)
 
-    def forget(self, session: ClientSession) -> None:
-        self.sessions.discard(session)
-        if not self.sessions:
+    def forget(self, connection: ClientConnection) -> None:
+        self.connections.discard(connection)
+        if not self.connections:
             self._emptied.set()
 
-    def _accept(self) -> ClientSession:
-        session = ClientSession(self._context, self)
-        self.sessions.add(session)
-        return session
+    def _accept(self) -> ClientConnection:
+        connection = ClientConnection(self._context, self)
+        self.connections.add(connection)
+        return connection
 
 
 class Listeners:
@@ -91,11 +89,11 @@ class Listeners:
             listener.close()
             self._closing.add(listener)
 
-    def close_idle_since(self, before: float) -> None:
-        """Close long-idle connections; forget closed listeners once their last connection ended."""
+    def sweep(self, now: float) -> None:
+        """Close connections past their deadlines; forget closed listeners once their last one ended."""
         for listener in [*self._open.values(), *self._closing]:
-            listener.close_idle_since(before)
-        self._closing = {listener for listener in self._closing if listener.sessions}
+            listener.sweep(now)
+        self._closing = {listener for listener in self._closing if listener.connections}
 
     def stop(self) -> None:
         """Stop accepting on every port: idle connections close now, busy ones after their request."""

@@ -11,9 +11,11 @@ class GatewaySettings:
     token_ttl_s: float = 5.0  # how long a valid token's scopes are trusted without asking the store
     invalid_token_ttl_s: float = 1.0  # how long an unknown token stays refused without asking again
     connect_timeout_s: float = 5.0
-    client_idle_timeout_s: float = 65.0  # also bounds how long a client may take to send a head
+    client_idle_timeout_s: float = 65.0  # a kept-alive connection, or a request body, with nothing read
+    head_timeout_s: float = 20.0  # a request head must arrive whole this soon after its first byte (408)
     upstream_idle_timeout_s: float = 4.0  # below uvicorn's 5 s keep-alive, so replicas never close first
     max_head_bytes: int = 64 * 1024
-    buffered_body_bytes: int = 64 * 1024  # smaller request bodies are read whole (one write, replayable)
+    replay_bytes: int = 64 * 1024  # requests up to this size are kept whole, so they can be sent again
+    discard_bytes: int = 64 * 1024  # a body up to this size is read past after a refusal; larger: close
     close_grace_s: float = 10.0  # how long close() lets in-flight requests finish
     sweep_interval_s: float = 1.0

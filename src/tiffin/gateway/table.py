@@ -8,7 +8,7 @@ replaces the one in service, so a bad snapshot changes nothing.
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tiffin.gateway.balancer import Balancer, Policy, make_balancer
+from tiffin.gateway.balancer import Balancer, Balancers
 from tiffin.gateway.upstream import Endpoint, Endpoints
 from tiffin.routing.snapshot import Admission, DeploymentRoute, RoutingSnapshot, ServiceRoute
 
@@ -42,20 +42,22 @@ class Route:
 class RouteTable:
     routes: Mapping[int, Route]
     endpoints: Mapping[str, Endpoint]
+    version: int = 0  # the snapshot's: a table is only rebuilt for a newer one
 
 
-def compile_table(snapshot: RoutingSnapshot, registry: Endpoints, policy: Policy) -> RouteTable:
+def compile_table(snapshot: RoutingSnapshot, registry: Endpoints, balancers: Balancers) -> RouteTable:
     """Raise ValueError (and change nothing) when two routes claim a port or an endpoint is no URL."""
     endpoints: dict[str, Endpoint] = {}
     routes: dict[int, Route] = {}
     for deployment in snapshot.deployments.values():
         targets = {
-            name: _target(deployment.name, name, service, registry, endpoints, policy)
+            name: _target(deployment.name, name, service, registry, endpoints, balancers)
             for name, service in deployment.services.items()
         }
         for port, route in _routes(deployment, targets):
             _claim(routes, port, route)
-    return RouteTable(routes, endpoints)
+    balancers.keep_only({route.target.key for route in routes.values()})
+    return RouteTable(routes, endpoints, snapshot.version)
 
 
 def _routes(deployment: DeploymentRoute, targets: Mapping[str, ServiceTarget]) -> list[tuple[int, Route]]:
@@ -90,10 +92,11 @@ def _target(
     service: ServiceRoute,
     registry: Endpoints,
     endpoints: dict[str, Endpoint],
-    policy: Policy,
+    balancers: Balancers,
 ) -> ServiceTarget:
     chosen = tuple(_endpoint(url, registry, endpoints) for url in dict.fromkeys(service.endpoints))
-    return ServiceTarget(deployment, name, chosen, make_balancer(policy, chosen), service.admission)
+    balancer = balancers.of((deployment, name), chosen)
+    return ServiceTarget(deployment, name, chosen, balancer, service.admission)
 
 
 def _endpoint(url: str, registry: Endpoints, endpoints: dict[str, Endpoint]) -> Endpoint:

@@ -1,64 +1,73 @@
-"""Replicas as the gateway sees them: an address, a count of requests in flight, idle keep-alive connections.
+"""Replicas as the gateway sees them: an address, requests counted, connections kept open between requests.
 
 Opening a TCP connection per request would double the gateway's system calls and add a round trip, so
-each endpoint keeps the connections its finished requests leave behind and hands out the most recently
+each endpoint keeps the connections its finished exchanges leave behind and hands out the most recently
 used one first. Idle connections are closed before the replica's own keep-alive timeout (uvicorn: 5 s)
-could close them under a request. Endpoint objects outlive routing snapshots, so pools and in-flight
-counts survive an `apply()` that keeps the replica.
+could close them under a request. Endpoint objects outlive routing snapshots, so pools and counts
+survive an `apply()` that keeps the replica.
 """
 
 import asyncio
-import time
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from tiffin.gateway.conn import Side
+from tiffin.gateway.peer import Peer
 from tiffin.routing.traffic import ReplicaTraffic
 
 MAX_IDLE_PER_ENDPOINT = 256
 
 
-class UpstreamEvents(Protocol):
+class Handler(Protocol):
     """What an exchange hears from the replica connection it is using."""
 
-    def on_upstream_data(self) -> None: ...
+    def upstream_data(self, data: bytes) -> None: ...
 
-    def on_upstream_eof(self) -> None: ...
+    def upstream_eof(self) -> None: ...
 
-    def on_upstream_drained(self) -> None: ...
+    def upstream_drained(self) -> None: ...
 
-    def on_upstream_error(self) -> None: ...
+    def upstream_failed(self) -> None: ...
 
 
-class Upstream(Side):
-    """A connection to a replica; while it carries an exchange, its events go to that exchange."""
+class Upstream(Peer):
+    """A connection to a replica; while an exchange uses it, everything it hears goes to that exchange."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.exchange: UpstreamEvents | None = None
+        self.handler: Handler | None = None
+        self.closed_by_peer = False
 
-    def on_data(self) -> None:
-        if self.exchange is not None:
-            self.exchange.on_upstream_data()
+    def on_data(self, data: bytes) -> None:
+        if self.handler is not None:
+            self.handler.upstream_data(data)
+        else:
+            self.abort()  # a replica speaking out of turn on an idle connection: never reuse it
 
     def on_eof(self) -> None:
-        if self.exchange is not None:
-            self.exchange.on_upstream_eof()
+        self.closed_by_peer = True
+        if self.handler is not None:
+            self.handler.upstream_eof()
         else:
             self.close()  # an idle connection the replica closed (keep-alive timeout, restart)
 
-    def on_drained(self) -> None:
-        if self.exchange is not None:
-            self.exchange.on_upstream_drained()
+    def on_lost(self) -> None:
+        if not self.closed_by_peer:
+            self.closed_by_peer = True
+            if self.handler is not None:
+                self.handler.upstream_eof()
 
-    def on_error(self) -> None:
+    def on_drained(self) -> None:
+        if self.handler is not None:
+            self.handler.upstream_drained()
+
+    def on_failure(self) -> None:
         self.abort()
-        if self.exchange is not None:
-            self.exchange.on_upstream_error()
+        if self.handler is not None:
+            self.handler.upstream_failed()
 
     def reusable(self) -> bool:
-        """Whether an idle connection may carry another request: open, with nothing unread."""
-        return not self.eof and not self.buffer and self.transport is not None
+        """Whether an idle connection may carry another request."""
+        return not self.closed_by_peer and not self.lost and self.transport is not None
 
 
 class ConnectFailed(Exception):
@@ -97,12 +106,13 @@ class Endpoint:
             raise ConnectFailed(f"{self.url}: {error or type(error).__name__}") from error
         return conn
 
-    def release(self, conn: Upstream) -> None:
+    def release(self, conn: Upstream, now: float) -> None:
         """Keep a connection whose last exchange ended cleanly, for the next request."""
+        conn.handler = None
         if self.retired or len(self._idle) >= MAX_IDLE_PER_ENDPOINT or not conn.reusable():
             conn.close()
             return
-        self._idle.append((conn, time.monotonic()))  # the clock of asyncio's loop.time()
+        self._idle.append((conn, now))
 
     def expire(self, idle_before: float) -> None:
         fresh = [(conn, since) for conn, since in self._idle if since >= idle_before]

@@ -19,6 +19,15 @@ class RouteInput:
     admissions: Mapping[str, Admission] = field(default_factory=dict)  # by Service; default: no waiting
 
 
+def newer(published: RoutingSnapshot | None, built: RoutingSnapshot) -> RoutingSnapshot | None:
+    """`built` with the next version if it routes differently from `published`, else None (nothing to
+    publish: gateways keep their tables, balancers and pools untouched)."""
+    if published is not None and published.deployments == built.deployments:
+        return None
+    version = published.version + 1 if published is not None else 1
+    return RoutingSnapshot(built.deployments, version)
+
+
 def snapshot(deployments: Sequence[RouteInput], observed: Sequence[ReplicaStatus]) -> RoutingSnapshot:
     """Only RUNNING replicas get traffic, whatever revision they belong to."""
     return RoutingSnapshot({d.name: _route(d, observed) for d in deployments})

@@ -47,4 +47,7 @@ class DeploymentRoute:
 
 @dataclass(frozen=True)
 class RoutingSnapshot:
+    """Every deployment's routes; `version` grows with each snapshot that differs from the one before."""
+
     deployments: Mapping[str, DeploymentRoute] = field(default_factory=dict)
+    version: int = 0
