@@ -23,6 +23,7 @@ pytestmark = pytest.mark.e2e
 TOKEN = "tfn_test_autoscaling"
 QUEUE_CAPACITY = 50
 SETTLE_S = 90  # scaling down takes the window plus a period; scaling up a cold start or two
+CLIENTS = 6  # busy clients: well over 3 x 4 requests/s, the qps target, even on a loaded machine
 SOURCE = """
 import asyncio
 
@@ -149,7 +150,10 @@ def test_a_request_past_traffic_timeout_gets_a_504(cloud: Cloud) -> None:
     slow = httpx.post(f"{url}/work", json={"seconds": 10}, timeout=30)
 
     assert slow.status_code == 504 and time.monotonic() - started < 9
-    assert "traffic.timeout" in slow.json()["message"]
+    # The gateway and the replica both enforce the same timeout; on a loaded machine the replica's own
+    # 504 ({"error": "Not able to process the request in 2 seconds"}) can win the race.
+    answer = slow.json()
+    assert "traffic.timeout" in answer.get("message", "") or "in 2 seconds" in answer.get("error", ""), answer
     assert httpx.post(f"{url}/hello", json={}, timeout=30).status_code == 200
 
 
@@ -157,7 +161,7 @@ def test_qps_load_scales_up_to_max_and_back_down(cloud: Cloud) -> None:
     policy = {"metrics": [{"type": "qps", "value": "4"}], "scale_down_behavior": "fast"}  # a quantity
     url = cloud.deploy("busy", {"min_replicas": 1, "max_replicas": 3, "policy": policy})
 
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
         deadline = time.monotonic() + SETTLE_S
 
         def hammer(_: int) -> int:
@@ -167,7 +171,7 @@ def test_qps_load_scales_up_to_max_and_back_down(cloud: Cloud) -> None:
                     served += client.post(f"{url}/work", json={"seconds": 0.05}).status_code == 200
             return served
 
-        assert sum(pool.map(hammer, range(4))) > 0
+        assert sum(pool.map(hammer, range(CLIENTS))) > 0
     assert cloud.running("busy") == 3, cloud.events("busy", "scaling")
     wait_for(lambda: cloud.running("busy") == 1, "back to min_replicas", SETTLE_S)
     scaling = cloud.events("busy", "scaling")

@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from tests.support.server import free_port
 
+from tests.support.server import free_port
 from tiffin.gateway import Gateway, GatewaySettings
 from tiffin.routing.snapshot import Admission, DeploymentRoute, RoutingSnapshot, ServiceRoute
 from tiffin.routing.traffic import ReplicaTraffic
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 PICKLE = "application/vnd.bentoml+pickle"
 MiB = 1024 * 1024

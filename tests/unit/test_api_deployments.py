@@ -414,7 +414,7 @@ def test_a_deleted_name_can_be_used_again(duo: Api) -> None:
     again = create(duo)
 
     assert again["name"] == "d1"
-    assert [t["name"] for t in replica_tokens(duo)] == ["replica:d1"]
+    assert [t["name"] for t in replica_tokens(duo)] == [f"replica:d1:{again['latest_revision']['uid']}"]
 
 
 def test_replicas_is_empty_without_a_runtime(duo: Api) -> None:
@@ -435,33 +435,48 @@ def test_logs_without_a_runtime_are_501(duo: Api) -> None:
 # --- the replica token -------------------------------------------------------------------------------
 
 
-def test_the_replica_token_is_scoped_to_the_deployment_and_deleted_with_it(duo: Api) -> None:
-    create(duo)
+def test_each_revision_gets_a_replica_token_scoped_to_the_deployment_all_deleted_with_it(duo: Api) -> None:
+    first = create(duo)["latest_revision"]["uid"]
 
     (token,) = replica_tokens(duo)
 
-    assert token["name"] == "replica:d1"
+    assert token["name"] == f"replica:d1:{first}"
     assert sorted(token["scopes"]) == ["protected_endpoint:d1", "read_cluster"]
     assert token["token"] is None
-    duo.ok("PUT", f"{DEPLOYMENTS}/d1?cluster=", json=update_body())
-    assert [t["name"] for t in replica_tokens(duo)] == ["replica:d1"]
+    second = duo.ok("PUT", f"{DEPLOYMENTS}/d1?cluster=", json=update_body())["latest_revision"]["uid"]
+    third = duo.ok("PUT", f"{DEPLOYMENTS}/d1/void_update")["latest_revision"]["uid"]
+    fourth = duo.ok("POST", f"{DEPLOYMENTS}/d1/rollback", json={"revision": first})["latest_revision"]["uid"]
+    names = sorted(t["name"] for t in replica_tokens(duo))
+    assert names == sorted(f"replica:d1:{uid}" for uid in (first, second, third, fourth)), (
+        "old revisions keep theirs until the reconciler sees their replicas gone"
+    )
+    ciphertexts = [row["replica_token_ciphertext"] for row in duo.rows("deployment_revisions")]
+    assert all(ciphertexts) and len(set(ciphertexts)) == 4
     duo.ok("DELETE", f"{DEPLOYMENTS}/d1?cluster=")
     assert replica_tokens(duo) == []
     assert [t["name"] for t in duo.rows("api_tokens")] == ["admin"]
 
 
+def test_terminate_and_restore_keep_the_current_revision_token(duo: Api) -> None:
+    revision = create(duo)["latest_revision"]["uid"]
+    duo.ok("POST", f"{DEPLOYMENTS}/d1/terminate")
+    duo.ok("POST", f"{DEPLOYMENTS}/d1/restore")
+
+    assert [t["name"] for t in replica_tokens(duo)] == [f"replica:d1:{revision}"]
+
+
 def test_each_deployment_has_its_own_replica_token(duo: Api) -> None:
-    create(duo, create_body("d1"))
-    create(duo, create_body("d2"))
+    one = create(duo, create_body("d1"))["latest_revision"]["uid"]
+    two = create(duo, create_body("d2"))["latest_revision"]["uid"]
 
     scopes = {t["name"]: sorted(t["scopes"]) for t in replica_tokens(duo)}
 
     assert scopes == {
-        "replica:d1": ["protected_endpoint:d1", "read_cluster"],
-        "replica:d2": ["protected_endpoint:d2", "read_cluster"],
+        f"replica:d1:{one}": ["protected_endpoint:d1", "read_cluster"],
+        f"replica:d2:{two}": ["protected_endpoint:d2", "read_cluster"],
     }
     duo.ok("DELETE", f"{DEPLOYMENTS}/d1?cluster=")
-    assert [t["name"] for t in replica_tokens(duo)] == ["replica:d2"]
+    assert [t["name"] for t in replica_tokens(duo)] == [f"replica:d2:{two}"]
 
 
 # --- refusals: a 4xx naming the field, nothing created -------------------------------------------------

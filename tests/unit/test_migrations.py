@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, event, func, inspect, select
+from sqlalchemy import Engine, event, func, inspect, select, text
 from sqlalchemy.orm import Session
 
 from tiffin.store.db import MIGRATIONS_DIR, Database, migrate
@@ -125,3 +127,63 @@ def test_bootstrap_stores_the_hash_of_a_given_admin_token(migrated: Database) ->
         assert bootstrap(session, NOW, "tfn_other_secret").admin_token is None
     with migrated.session() as session:
         assert [t.token_hash for t in session.scalars(select(ApiToken))] == [hash_token("tfn_given_secret")]
+
+
+def alembic(engine: Engine, action: str, target: str) -> None:
+    """`alembic upgrade|downgrade target` on `engine`, as `migrate` runs it."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        getattr(command, action)(config, target)
+
+
+def columns(engine: Engine, table: str) -> set[str]:
+    return {column["name"] for column in inspect(engine).get_columns(table)}
+
+
+def scalars(engine: Engine, query: str) -> list[Any]:
+    with engine.connect() as connection:
+        return list(connection.execute(text(query)).scalars())
+
+
+ROWS_0004 = (
+    "INSERT INTO repositories (id, organization_id, kind, name, description, uid, created_at)"
+    " VALUES (1, 1, 'bento', 'echo', '', 'rep1', '2026-01-01')",
+    "INSERT INTO artifacts (id, repository_id, version, description, labels, upload_status,"
+    " upload_finished_reason, image_build_status, size_bytes, uid, created_at)"
+    " VALUES (1, 1, 'v1', '', '[]', 'success', '', 'success', 0, 'art1', '2026-01-01')",
+    "INSERT INTO deployments (id, organization_id, cluster_id, creator_id, name, labels, dev, lifecycle,"
+    " current_revision_id, port, internal_ports, replica_token_ciphertext, status, status_message, uid,"
+    " created_at, scale) VALUES (1, 1, 1, 1, 'd1', '[]', 0, 'active', 2, 31000, '{}', 'sealed-d1',"
+    " 'running', '', 'dep1', '2026-01-01', '{}')",
+    "INSERT INTO deployment_revisions (id, deployment_id, artifact_id, creator_id, config, uid, created_at)"
+    " VALUES (1, 1, 1, 1, '{}', 'old', '2026-01-01'), (2, 1, 1, 1, '{}', 'cur', '2026-01-02')",
+    "INSERT INTO deployment_events (deployment_id, created_at, kind, service, message)"
+    " VALUES (1, '2026-01-02', 'revision', '', 'kept')",
+    "INSERT INTO api_tokens (user_id, name, description, token_hash, scopes, uid, created_at)"
+    " VALUES (1, 'replica:d1', '', 'hash-d1', '[]', 'tok1', '2026-01-02')",
+)
+
+
+def test_0005_moves_the_deployment_token_onto_its_current_revision_and_back(db: Database) -> None:
+    alembic(db.engine, "upgrade", "0004")
+    with db.session() as session:
+        bootstrap(session, NOW, "tfn_kept")
+    with db.engine.begin() as connection:
+        for statement in ROWS_0004:
+            connection.execute(text(statement))
+
+    migrate(db.engine)
+    assert "replica_token_ciphertext" not in columns(db.engine, "deployments")
+    query = "SELECT uid || '=' || replica_token_ciphertext FROM deployment_revisions ORDER BY id"
+    assert scalars(db.engine, query) == ["old=", "cur=sealed-d1"]
+    assert scalars(db.engine, "SELECT name FROM api_tokens ORDER BY id") == ["admin", "replica:d1:cur"]
+    assert scalars(db.engine, "SELECT message FROM deployment_events") == ["kept"], "nothing cascaded"
+    assert schema_diff(db.engine) == []
+
+    alembic(db.engine, "downgrade", "0004")
+    assert "replica_token_ciphertext" not in columns(db.engine, "deployment_revisions")
+    assert scalars(db.engine, "SELECT replica_token_ciphertext FROM deployments") == ["sealed-d1"]
+    assert scalars(db.engine, "SELECT name FROM api_tokens ORDER BY id") == ["admin", "replica:d1"]
+    assert len(scalars(db.engine, "SELECT id FROM deployment_revisions")) == 2

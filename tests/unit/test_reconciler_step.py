@@ -15,10 +15,11 @@ import pytest
 from tiffin.backends.fake import FakeBackend
 from tiffin.backends.protocol import ReplicaPhase
 from tiffin.builder import BuildFailed, BuildRequest, BuiltBento
+from tiffin.core.errors import Unauthorized
 from tiffin.reconciler.loop import Reconciler, ReconcilerDeps
 from tiffin.routing.snapshot import RoutingSnapshot
 from tiffin.routing.traffic import QueueStats, Traffic
-from tiffin.store.models import Deployment
+from tiffin.store.tokens import authenticate
 
 if TYPE_CHECKING:
     from tests.unit.conftest import Api
@@ -245,19 +246,22 @@ def test_best_effort_rolls_back_by_itself_with_a_fresh_token_and_says_why(harnes
     for replica_id in harness.backend.started:
         harness.backend.set_ready(replica_id)
     harness.step_until(lambda _: harness.status() == "running", "running")
-    context = harness.api.client.app.state.context  # type: ignore[attr-defined]
-    token_before = _replica_token(context)
-    harness.api.register_version("bento", "echo", "v2")
-    _upload(harness.api, "echo", "v2")
-    strategy = {"echo": {"deployment_strategy": "BestEffortControlledRollout"}}
-    harness.api.ok("PUT", f"{DEPLOYMENTS}/d1", json={"bento": "echo:v2", "services": strategy})
+    token_before = _key(harness, harness.backend.started[0])
+    _update_to_v2(harness, "BestEffortControlledRollout")
     harness.step_until(lambda _: len(harness.backend.started) == 3, "one new replica")
+    failed_token = _key(harness, harness.backend.started[2])
     harness.backend.crash(harness.backend.started[2], "exited with code 1")
     harness.step_until(lambda _: len(_revisions(harness)) == 3, "an automatic rollback revision")
 
     newest, failed, original = _revisions(harness)
     assert newest["bento"] == original["bento"] == "echo:v1" and failed["bento"] == "echo:v2"
-    assert _replica_token(context) != token_before, "the rollback re-mints the replica token"
+    harness.step_until(
+        lambda _: not _authenticates(harness, failed_token), "the failed revision's token gone"
+    )
+    assert _authenticates(harness, token_before), "the original replicas still serve with their token"
+    _advance(harness, lambda: len(harness.backend.started) > 3, "replicas of the rollback revision")
+    (token_after,) = {_key(harness, r) for r in harness.backend.started[3:]}
+    assert token_after not in (token_before, failed_token), "the rollback revision has its own token"
     rollbacks = [e["message"] for e in events(harness) if e["kind"] == "rollback"]
     assert (
         len(rollbacks) == 1 and f"rolled back automatically to revision {failed['uid']}" not in rollbacks[0]
@@ -268,12 +272,6 @@ def test_best_effort_rolls_back_by_itself_with_a_fresh_token_and_says_why(harnes
 def _revisions(harness: Harness) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = harness.api.ok("GET", f"{DEPLOYMENTS}/d1/revisions")["items"]
     return items
-
-
-def _replica_token(context: Any) -> str:
-    with context.db.session() as session:
-        row = session.query(Deployment).filter_by(name="d1").one()
-        return str(row.replica_token_ciphertext)
 
 
 def _upload(api: Api, repo: str, version: str) -> None:
@@ -301,3 +299,127 @@ def test_min_zero_is_scaled_to_zero_until_a_waiting_request_wakes_it(api: Api, t
     assert len(harness.backend.started) == 1, "woken at once, without waiting for an evaluation"
     assert harness.api.ok("GET", f"{DEPLOYMENTS}/d1/replicas")["services"]["echo"]["waiting"] == 3
     assert any("0 → 1 replicas" in e["message"] for e in events(harness) if e["kind"] == "scaling")
+
+
+# --- replica tokens: one per revision, revoked once the revision is replaced and its replicas are gone --
+
+
+def _key(harness: Harness, replica_id: str) -> str:
+    """The BENTO_CLOUD_API_KEY the replica was started with."""
+    return harness.backend.specs[replica_id].env["BENTO_CLOUD_API_KEY"]
+
+
+def _authenticates(harness: Harness, secret: str) -> bool:
+    context = harness.api.client.app.state.context  # type: ignore[attr-defined]
+    try:
+        with context.db.session() as session:
+            authenticate(session, secret, context.clock.now())
+    except Unauthorized:
+        return False
+    return True
+
+
+def _update_to_v2(harness: Harness, strategy: str) -> None:
+    harness.api.register_version("bento", "echo", "v2")
+    _upload(harness.api, "echo", "v2")
+    services = {"echo": {"deployment_strategy": strategy, "scaling": {"min_replicas": 2, "max_replicas": 2}}}
+    harness.api.ok("PUT", f"{DEPLOYMENTS}/d1", json={"bento": "echo:v2", "services": services})
+
+
+def _advance(harness: Harness, condition: Any, what: str) -> None:
+    """Step a second at a time, every starting replica getting ready, until `condition()` holds."""
+    for _ in range(30):
+        harness.now += 1.0
+        for replica_id in harness.backend.of(ReplicaPhase.STARTING):
+            harness.backend.set_ready(replica_id)
+        harness.reconciler.step()
+        if condition():
+            return
+    raise AssertionError(f"never reached: {what}")
+
+
+def _running_v1(harness: Harness) -> list[str]:
+    harness.step_until(lambda _: len(harness.backend.started) == 2, "two replicas started")
+    _advance(harness, lambda: harness.status() == "running", "running")
+    return list(harness.backend.started)
+
+
+def _stopped(harness: Harness, replicas: list[str]) -> bool:
+    return all(r in harness.backend.stopped for r in replicas)
+
+
+def test_replicas_of_two_revisions_hold_their_own_tokens_until_the_old_ones_are_gone(
+    harness: Harness,
+) -> None:
+    old = _running_v1(harness)
+    _update_to_v2(harness, "RollingUpdate")
+    harness.step_until(lambda _: len(harness.backend.started) == 3, "a first v2 replica")
+    old_token, new_token = _key(harness, old[0]), _key(harness, harness.backend.started[2])
+    assert _key(harness, old[1]) == old_token != new_token
+    assert _authenticates(harness, old_token) and _authenticates(harness, new_token)
+
+    _advance(harness, lambda: any(r in harness.backend.stopped for r in old), "a v1 replica stopped")
+    harness.backend.finish_stopping()
+    harness.reconciler.step()
+    assert _authenticates(harness, old_token), "the other v1 replica still serves"
+    _advance(harness, lambda: _stopped(harness, old), "both v1 replicas stopping")
+    harness.reconciler.step()
+    assert _authenticates(harness, old_token), "a stopping v1 replica may still finish its requests"
+
+    harness.backend.finish_stopping()
+    harness.reconciler.step()
+    assert not _authenticates(harness, old_token), "no v1 replica is left"
+    new = harness.backend.started[2:]
+    assert len(new) == 2 and {_key(harness, r) for r in new} == {new_token}
+    assert _authenticates(harness, new_token)
+    assert any("replica token" in e["message"] and "revoked" in e["message"] for e in events(harness))
+
+
+def test_a_new_tiffin_keeps_giving_each_revisions_replicas_their_own_token(
+    harness: Harness, tmp_path: Path
+) -> None:
+    old = _running_v1(harness)
+    _update_to_v2(harness, "RollingUpdate")
+    harness.step_until(lambda _: len(harness.backend.started) == 3, "a first v2 replica")
+    old_token, new_token = _key(harness, old[0]), _key(harness, harness.backend.started[2])
+
+    restarted = Harness(harness.api, StubBuilder(tmp_path), harness.backend)  # same store, adopted replicas
+    restarted.step_until(lambda _: True, "one step")
+    assert _authenticates(harness, old_token) and _authenticates(harness, new_token)
+    restarted.backend.crash(harness.backend.started[2], "OOMKilled")
+    restarted.reconciler.step()
+    restarted.now += 1.0
+    restarted.step_until(lambda _: len(harness.backend.started) == 4, "the crashed v2 replica replaced")
+    assert _key(harness, harness.backend.started[3]) == new_token
+    assert _authenticates(harness, old_token), "the v1 replicas still serve"
+
+    _advance(restarted, lambda: _stopped(harness, old), "both v1 replicas stopping")
+    harness.backend.finish_stopping()
+    restarted.reconciler.step()
+    assert not _authenticates(harness, old_token) and _authenticates(harness, new_token)
+    assert {_key(harness, r) for r in harness.backend.started[3:]} == {new_token}
+
+
+def test_deleting_a_deployment_revokes_every_revisions_token_at_once(harness: Harness) -> None:
+    old = _running_v1(harness)
+    _update_to_v2(harness, "RollingUpdate")
+    harness.step_until(lambda _: len(harness.backend.started) == 3, "a first v2 replica")
+    tokens = [_key(harness, old[0]), _key(harness, harness.backend.started[2])]
+
+    harness.api.ok("DELETE", f"{DEPLOYMENTS}/d1")
+
+    assert not any(_authenticates(harness, token) for token in tokens)
+    assert not [t for t in harness.api.rows("api_tokens") if t["name"].startswith("replica:")]
+
+
+def test_terminate_keeps_the_current_revisions_token_for_restore(harness: Harness) -> None:
+    token = _key(harness, _running_v1(harness)[0])
+    harness.api.ok("POST", f"{DEPLOYMENTS}/d1/terminate")
+    _advance(harness, lambda: len(harness.backend.stopped) == 2, "both replicas stopping")
+    harness.backend.finish_stopping()
+    harness.step_until(lambda _: harness.status() == "terminated", "terminated")
+    assert _authenticates(harness, token)
+
+    harness.api.ok("POST", f"{DEPLOYMENTS}/d1/restore")
+    harness.step_until(lambda _: len(harness.backend.started) == 4, "restored replicas")
+    assert {_key(harness, r) for r in harness.backend.started[2:]} == {token}

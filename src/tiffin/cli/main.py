@@ -47,7 +47,7 @@ for command in (replicas, logs, revisions, rollback, restore, events):
     default=False,
     show_default=True,
     envvar="TIFFIN_ACCESS_LOG",
-    help="Log every request to the API (env TIFFIN_ACCESS_LOG).",
+    help="Log every request to the API and to deployment URLs (env TIFFIN_ACCESS_LOG).",
 )
 def up(host: str, port: int, log_level: str, log_format: logconfig.LogFormat, access_log: bool) -> None:
     """Start Tiffin: the API, the gateway and the deployments' replicas, in one process."""

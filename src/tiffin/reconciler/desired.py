@@ -28,7 +28,7 @@ class Wanted:
     config: dict[str, Any]
     port: int
     internal_ports: dict[str, int]
-    replica_token_ciphertext: str
+    replica_token_ciphertext: str  # the current revision's: every replica started is one of it
     status: str
     status_message: str
     build_request: BuildRequest | None
@@ -63,7 +63,7 @@ def read_wanted(
         config=config,
         port=row.port,
         internal_ports={k: int(v) for k, v in row.internal_ports.items()},
-        replica_token_ciphertext=row.replica_token_ciphertext,
+        replica_token_ciphertext=revision.replica_token_ciphertext if revision else "",
         status=row.status,
         status_message=row.status_message,
         build_request=_build_request(revision, artifacts) if revision else None,

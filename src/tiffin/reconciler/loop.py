@@ -28,7 +28,7 @@ from tiffin.reconciler.events import Happened, View, action_events, changes, vie
 from tiffin.reconciler.persist import Observed, Recorder, Replicas, remembered_restarts
 from tiffin.reconciler.plan import Action, DesiredService, Forget, RollBack, Start, Stop, plan
 from tiffin.reconciler.readiness import ReadinessDeadlines
-from tiffin.reconciler.routing import RouteInput, snapshot
+from tiffin.reconciler.routing import RouteInput, newer, snapshot
 from tiffin.reconciler.scaling import ScaledService, Scaler, scale_report
 from tiffin.reconciler.specs import RuntimeContext, replica_template
 from tiffin.reconciler.status import Status, build_status, runtime_status, terminated_status
@@ -36,6 +36,8 @@ from tiffin.routing.snapshot import RoutingSnapshot
 from tiffin.routing.traffic import ReplicaTraffic, Traffic
 from tiffin.store.db import Database
 from tiffin.store.deployments import PortPool, RollbackTarget, all_deployments, roll_back
+from tiffin.store.models import Deployment
+from tiffin.store.replica_tokens import retire_replica_tokens
 from tiffin.store.secret_box import SecretBox
 from tiffin.store.secrets import SecretStore
 
@@ -92,12 +94,7 @@ class Reconciler:
         now = self._monotonic()
         actual = self._deps.backend.observe()
         observed = self._drains.as_seen(actual)
-        with self._deps.db.session() as session:
-            rows = all_deployments(session)
-            wanted = [
-                read_wanted(session, r, self._deps.artifacts, self._deps.secrets, self._deps.catalog)
-                for r in rows
-            ]
+        rows, wanted = self._read(actual)
         traffic, sized = traffic or NO_TRAFFIC, _scaled(wanted)
         scaled = self._scaler.step(sized, observed, traffic, self._deps.backend.usage(), now)
         decided = self._decide(wanted, observed)
@@ -111,6 +108,17 @@ class Reconciler:
             rows, Observed(decided.statuses, scales), Replicas(observed, self._book), happened
         )
         return snapshot(decided.routes, observed)
+
+    def _read(self, actual: Sequence[ReplicaStatus]) -> tuple[list[Deployment], list[Wanted]]:
+        """Desired state from the store. On the way, the replica tokens of revisions that are no longer
+        current and have no replica left (none observed, none about to be started) are revoked."""
+        deps = self._deps
+        with deps.db.session() as session:
+            rows = all_deployments(session)
+            wanted = [read_wanted(session, r, deps.artifacts, deps.secrets, deps.catalog) for r in rows]
+            in_use = {(r.deployment, r.revision) for r in actual} | {(w.name, w.revision) for w in wanted}
+            retire_replica_tokens(session, in_use, deps.clock.now())
+        return rows, wanted
 
     def _happened(
         self, desired: Sequence[DesiredService], observed: Sequence[ReplicaStatus], actions: Sequence[Action]
@@ -210,12 +218,16 @@ class Reconciler:
     ) -> None:
         """Step every `interval_s`, or at once when `nudge` is set (a request waits for a Service with
         no replica, a replica got ready or failed), until `stop` is set; a failing step is logged and
-        retried, never fatal."""
+        retried, never fatal. Routes go to the gateway only when they changed, with a new version."""
+        published: RoutingSnapshot | None = None
         while not stop.is_set():
             nudge.clear()
             try:
                 traffic = gateway.traffic()  # read in the gateway's loop, where the counts change
-                await gateway.apply(await asyncio.to_thread(self.step, traffic))
+                changed = newer(published, await asyncio.to_thread(self.step, traffic))
+                if changed is not None:
+                    await gateway.apply(changed)
+                    published = changed
             except Exception:
                 log.exception("a reconcile step failed; retrying")
             await _first_of(stop, nudge, interval_s)

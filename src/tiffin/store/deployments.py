@@ -16,11 +16,9 @@ from sqlalchemy.orm import Session
 
 from tiffin.core.deployment_config import manifest_services
 from tiffin.core.errors import BadRequest, Conflict, NotFound
-from tiffin.core.scopes import replica_scopes
 from tiffin.store import events
 from tiffin.store.events import Kind, NewEvent
 from tiffin.store.models import (
-    ApiToken,
     Artifact,
     Cluster,
     Deployment,
@@ -29,8 +27,8 @@ from tiffin.store.models import (
     ReplicaRecord,
     User,
 )
+from tiffin.store.replica_tokens import delete_replica_tokens, mint_replica_token
 from tiffin.store.secret_box import SecretBox
-from tiffin.store.tokens import NewToken, create_token
 
 log = logging.getLogger("tiffin.events")
 ACTIVE = "active"
@@ -78,7 +76,13 @@ def find_deployment(session: Session, org_id: int, name: str) -> Deployment:
 
 
 def create_deployment(
-    session: Session, creator: User, cluster: Cluster, spec: NewDeployment, ports: "PortPool", now: datetime
+    session: Session,
+    creator: User,
+    cluster: Cluster,
+    spec: NewDeployment,
+    ports: "PortPool",
+    box: SecretBox,
+    now: datetime,
 ) -> Deployment:
     if session.scalar(_named(creator.organization_id, spec.name)) is not None:
         raise Conflict(f"A deployment named {spec.name!r} exists already: update it or pick another name.")
@@ -96,33 +100,31 @@ def create_deployment(
     )
     session.add(row)
     session.flush()
-    add_revision(
-        session, row, creator, spec.artifact, spec.config, now, f"{creator.name} created the deployment"
-    )
+    why = f"{creator.name} created the deployment"
+    add_revision(session, row, Change(creator, spec.artifact, spec.config, why), box, now)
     return row
 
 
 def add_revision(
-    session: Session,
-    row: Deployment,
-    creator: User,
-    artifact: Artifact,
-    config: dict[str, Any],
-    now: datetime,
-    why: str,
-    kind: Kind = Kind.REVISION,
+    session: Session, row: Deployment, change: "Change", box: SecretBox, now: datetime
 ) -> DeploymentRevision:
-    """A new immutable revision, made current; the deployment goes back to deploying."""
+    """A new immutable revision with its own replica token, made current; the deployment goes back to
+    deploying."""
     revision = DeploymentRevision(
-        deployment_id=row.id, artifact=artifact, creator=creator, config=config, created_at=now
+        deployment_id=row.id,
+        artifact=change.artifact,
+        creator=change.user,
+        config=change.config,
+        created_at=now,
     )
     session.add(revision)
     session.flush()
+    mint_replica_token(session, row.name, revision, box, now)
     row.current_revision_id = revision.id
     row.lifecycle = ACTIVE
     row.status, row.status_message, row.updated_at = "deploying", "", now
-    bento = f"{artifact.repository.name}:{artifact.version}"
-    event = NewEvent(kind, f"Revision {revision.uid} ({bento}): {why}.")
+    bento = f"{change.artifact.repository.name}:{change.artifact.version}"
+    event = NewEvent(change.kind, f"Revision {revision.uid} ({bento}): {change.why}.")
     events.record(session, (row.id, row.name), event, now)
     return revision
 
@@ -135,14 +137,11 @@ def roll_out(
     box: SecretBox,
     now: datetime,
 ) -> DeploymentRevision:
-    """Make a new revision of the change's bento and config current: ports for its Services, a replica
-    token scoped to the deployments its bento depends on, then the revision itself."""
+    """Make a new revision of the change's bento and config current: ports for its Services, then the
+    revision itself (with its replica token)."""
     manifest = change.artifact.manifest or {}
     ensure_internal_ports(session, row, [str(s["name"]) for s in manifest_services(manifest)], ports)
-    mint_replica_token(session, row, change.user, replica_scopes(row.name, manifest), box, now)
-    return add_revision(
-        session, row, change.user, change.artifact, change.config, now, change.why, change.kind
-    )
+    return add_revision(session, row, change, box, now)
 
 
 def ensure_internal_ports(session: Session, row: Deployment, names: Iterable[str], ports: "PortPool") -> None:
@@ -167,17 +166,15 @@ def terminate(session: Session, row: Deployment, user: User, now: datetime) -> N
 
 
 def delete_deployment(session: Session, row: Deployment) -> None:
-    """Remove the deployment, its revisions, replica records and replica token for good."""
+    """Remove the deployment, its revisions, replica records and every revision's replica token for
+    good."""
+    uids = session.scalars(select(DeploymentRevision.uid).where(DeploymentRevision.deployment_id == row.id))
+    delete_replica_tokens(session, row.name, list(uids))
     session.execute(delete(ReplicaRecord).where(ReplicaRecord.deployment_id == row.id))
     session.execute(delete(DeploymentEvent).where(DeploymentEvent.deployment_id == row.id))
     session.execute(delete(DeploymentRevision).where(DeploymentRevision.deployment_id == row.id))
-    session.execute(delete(ApiToken).where(ApiToken.name == replica_token_name(row.name)))
     session.delete(row)
     log.info("Deployment %s deleted.", row.name, extra={"deployment": row.name})
-
-
-def replica_token_name(deployment: str) -> str:
-    return f"replica:{deployment}"
 
 
 def list_deployments(session: Session, org_id: int, page: DeploymentPage) -> tuple[list[Deployment], int]:
@@ -267,16 +264,6 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def mint_replica_token(
-    session: Session, row: Deployment, creator: User, scopes: list[str], box: SecretBox, now: datetime
-) -> None:
-    """The token replicas get as BENTO_CLOUD_API_KEY, kept encrypted so restarts can hand it out again."""
-    session.execute(delete(ApiToken).where(ApiToken.name == replica_token_name(row.name)))
-    spec = NewToken(replica_token_name(row.name), "Used by this deployment's replicas.", scopes, None)
-    _, secret = create_token(session, creator, spec, now)
-    row.replica_token_ciphertext = box.seal(secret)
 
 
 def list_revisions(session: Session, row: Deployment) -> list[DeploymentRevision]:

@@ -141,7 +141,6 @@ class Deployment(Timestamped, Base):
     current_revision_id: Mapped[int | None] = mapped_column(Integer)
     port: Mapped[int] = mapped_column(Integer, unique=True)
     internal_ports: Mapped[dict[str, Any]]
-    replica_token_ciphertext: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(32), default="deploying")
     status_message: Mapped[str] = mapped_column(Text, default="")
     status_updated_at: Mapped[datetime | None]
@@ -152,7 +151,12 @@ class Deployment(Timestamped, Base):
 
 
 class DeploymentRevision(Timestamped, Base):
-    """An immutable pair of bento and config, made by every create and update."""
+    """An immutable pair of bento and config, made by every create and update.
+
+    `replica_token_ciphertext` seals the API token its replicas get (`BENTO_CLOUD_API_KEY`); it is
+    emptied when that token is revoked, once the revision is no longer current and none of its
+    replicas runs.
+    """
 
     __tablename__ = "deployment_revisions"
 
@@ -160,6 +164,7 @@ class DeploymentRevision(Timestamped, Base):
     artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"))
     creator_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     config: Mapped[dict[str, Any]]
+    replica_token_ciphertext: Mapped[str] = mapped_column(Text, default="")
 
     artifact: Mapped[Artifact] = relationship(lazy="joined")
     creator: Mapped[User] = relationship(lazy="joined")

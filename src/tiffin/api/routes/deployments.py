@@ -20,7 +20,6 @@ from tiffin.api.query import bool_param, filter_terms, int_param
 from tiffin.api.uploads import transmission_strategy
 from tiffin.backends.ended import EndedReplica
 from tiffin.core.errors import NotImplementedYet
-from tiffin.core.scopes import replica_scopes
 from tiffin.store import deployments as store
 from tiffin.store import events
 from tiffin.store.events import Kind as EventKind
@@ -49,9 +48,7 @@ def create(body: CreateDeployment, principal: WriteCluster, context: Context, re
             dev=bool(body.dev),
             service_names=checked.service_names,
         )
-        row = store.create_deployment(session, user, cluster, spec, context.ports, now)
-        scopes = replica_scopes(row.name, checked.artifact.manifest or {})
-        store.mint_replica_token(session, row, user, scopes, context.box, now)
+        row = store.create_deployment(session, user, cluster, spec, context.ports, context.box, now)
         return _json(session, context, row)
 
 
