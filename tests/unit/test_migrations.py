@@ -166,6 +166,24 @@ ROWS_0004 = (
 )
 
 
+def test_upgrading_from_0003_keeps_every_revision_and_event(db: Database) -> None:
+    """0004 rebuilds `deployments`; with foreign keys on, dropping the old table would cascade."""
+    alembic(db.engine, "upgrade", "0003")
+    with db.session() as session:
+        bootstrap(session, NOW, "tfn_kept")
+    with db.engine.begin() as connection:
+        for statement in ROWS_0004:
+            connection.execute(text(statement.replace(", scale)", ")").replace(", '{}')", ")")))
+
+    migrate(db.engine)
+
+    assert scalars(db.engine, "SELECT uid FROM deployment_revisions ORDER BY id") == ["old", "cur"]
+    assert scalars(db.engine, "SELECT message FROM deployment_events") == ["kept"]
+    assert scalars(db.engine, "SELECT name FROM deployments") == ["d1"]
+    with db.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1, "back on after migrating"
+
+
 def test_0005_moves_the_deployment_token_onto_its_current_revision_and_back(db: Database) -> None:
     alembic(db.engine, "upgrade", "0004")
     with db.session() as session:
