@@ -43,7 +43,8 @@ class Gateway:
         a Service that has no ready replica; `clock` defaults to the running loop."""
         self._settings = settings or GatewaySettings()
         self._clock = clock or asyncio.get_running_loop()
-        tokens = TokenCache(check_token, self._settings.token_ttl_s, self._settings.invalid_token_ttl_s)
+        settings = self._settings
+        tokens = TokenCache(check_token, settings.token_ttl_s, settings.invalid_token_ttl_s, self._clock.time)
         advertised = "127.0.0.1" if host in _WILDCARD_HOSTS else host
         self._activator = Activator(self._clock, on_demand)
         self._context = GatewayContext(

@@ -1,7 +1,12 @@
-"""Runs bento builds in the background so a reconcile step never waits for one."""
+"""Runs bento builds in the background so a reconcile step never waits for one.
+
+A finished build calls `on_done` (the loop's nudge), so the next step comes at once rather than at the
+next interval; builds of revisions no longer wanted are forgotten (`keep_only`).
+"""
 
 import logging
 import time
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from tiffin.builder import Builder, BuildFailed, BuildRequest, BuiltBento
@@ -18,6 +23,12 @@ class BuildTracker:
         self._builder = builder
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tiffin-build")
         self._builds: dict[str, Future[BuiltBento]] = {}
+        self.on_done: Callable[[], None] = lambda: None  # called on the build's thread
+
+    def keep_only(self, revisions: Collection[str]) -> None:
+        """Forget the builds of every other revision (a revision that comes back builds again, from the
+        environment cache)."""
+        self._builds = {r: f for r, f in self._builds.items() if r in revisions}
 
     def state(
         self, deployment: str, revision: str, request: BuildRequest
@@ -45,6 +56,7 @@ class BuildTracker:
             else:
                 what = _describe(done.exception() or Exception()).splitlines()[0]
                 log.warning("Bento %s failed to build: %s", request.bento_tag, what, extra=extra)
+            self.on_done()
 
         future.add_done_callback(finished)
         return future

@@ -130,6 +130,7 @@ class Reconciler:
         return happened
 
     def _decide(self, wanted: Sequence[Wanted], observed: Sequence[ReplicaStatus]) -> _Decided:
+        self._builds.keep_only({w.revision for w in wanted if w.active})
         desired: list[DesiredService] = []
         routes: list[RouteInput] = []
         statuses: dict[str, Status] = {}
@@ -220,6 +221,12 @@ class Reconciler:
         no replica, a replica got ready or failed), until `stop` is set; a failing step is logged and
         retried, never fatal. Routes go to the gateway only when they changed, with a new version."""
         published: RoutingSnapshot | None = None
+        loop = asyncio.get_running_loop()
+
+        def build_done() -> None:  # on a build's thread
+            loop.call_soon_threadsafe(nudge.set)
+
+        self._builds.on_done = build_done
         while not stop.is_set():
             nudge.clear()
             try:
