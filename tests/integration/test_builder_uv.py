@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.bentoml_cli import BentomlCli
 from tiffin.builder import Builder, BuildRequest
-from tiffin.builder.commands import CommandTimedOut, run_streaming
+from tiffin.backends.commands import CommandTimedOut, run_streaming
 from tiffin.builder.envcache import COMPLETE_MARKER
 
 pytestmark = pytest.mark.integration

@@ -7,12 +7,11 @@ import secrets as pysecrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from tiffin.api.bodies import DeploymentBody
 from tiffin.api.context import ApiContext
 from tiffin.core import deployment_config as dc
 from tiffin.core.errors import BadRequest, NotFound
+from tiffin.store.db import Session
 from tiffin.store.models import Artifact, Organization, User
 from tiffin.store.registry import Kind, UploadStatus, find_artifact, find_repository, latest_artifact
 

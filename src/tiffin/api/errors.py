@@ -5,7 +5,6 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 
 from tiffin.core.errors import TiffinError
@@ -18,7 +17,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TiffinError, _tiffin_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(Exception, _unexpected_error)
 
 
@@ -53,11 +51,6 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     else:
         message = str(exc.detail)
     return error_response(exc.status_code, message)
-
-
-async def _integrity_error(_request: Request, _exc: Exception) -> JSONResponse:
-    """Two requests raced to create the same thing; the loser is told to retry."""
-    return error_response(409, "Another request changed the same resource at the same time: try again.")
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

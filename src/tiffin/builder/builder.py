@@ -12,8 +12,8 @@ from pathlib import Path
 
 from uv import find_uv_bin
 
+from tiffin.backends.commands import CommandRunner, run_streaming
 from tiffin.builder.buildlog import BuildLog, read_tail
-from tiffin.builder.commands import CommandRunner, run_streaming
 from tiffin.builder.contract import BuildFailed, BuildRequest, BuiltBento
 from tiffin.builder.envcache import EnvCache
 from tiffin.builder.envspec import EnvSpec, describe, env_key, read_env_spec

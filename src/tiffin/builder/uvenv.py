@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tiffin.backends.commands import CommandRunner, CommandTimedOut
 from tiffin.builder.buildlog import BuildLog
-from tiffin.builder.commands import CommandRunner, CommandTimedOut
 from tiffin.builder.contract import BuildFailed
 from tiffin.builder.envspec import DIRECT_WHEELS, EnvSpec
 

@@ -3,16 +3,14 @@
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from tiffin.artifacts.storage import ArtifactStore
 from tiffin.builder import BuildRequest
 from tiffin.core import deployment_config as dc
 from tiffin.core.instance_types import InstanceType
 from tiffin.reconciler.specs import SecretMaterial
+from tiffin.store.db import Session
 from tiffin.store.deployments import current_revision
-from tiffin.store.models import Deployment, DeploymentRevision, Secret
+from tiffin.store.models import Deployment, DeploymentRevision
 from tiffin.store.secrets import SecretStore
 
 
@@ -105,9 +103,7 @@ def _secrets(
     names = [str(n) for n in config.get("secrets") or []]
     if not names:
         return ()
-    rows = session.scalars(
-        select(Secret).where(Secret.organization_id == row.organization_id, Secret.name.in_(names))
-    )
+    rows = store.named(session, row.organization_id, names)
     return tuple(
         SecretMaterial(s.mount_type, s.path, {item.key: item.value for item in store.items(s)}) for s in rows
     )

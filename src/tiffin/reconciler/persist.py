@@ -9,17 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete
-from sqlalchemy.orm import Session
-
 from tiffin.backends.protocol import ReplicaStatus
 from tiffin.core.clock import Clock
 from tiffin.reconciler.events import Happened, status_change
 from tiffin.reconciler.plan import RestartBook
 from tiffin.reconciler.status import Status
 from tiffin.store import events
-from tiffin.store.db import Database
-from tiffin.store.deployments import restart_histories
+from tiffin.store.db import Database, Session
+from tiffin.store.deployments import replace_replica_records, restart_histories
 from tiffin.store.models import Deployment, ReplicaRecord
 
 Scales = dict[str, dict[str, dict[str, int]]]  # deployment -> Service -> replicas, ready, waiting, ...
@@ -102,24 +99,28 @@ class Recorder:
 def _write_records(session: Session, rows: Sequence[Deployment], replicas: Replicas, now: datetime) -> None:
     """Replace every replica record by what this step saw (of deployments that still exist)."""
     ids = {row.name: row.id for row in rows}
-    session.execute(delete(ReplicaRecord))
-    for replica in replicas.observed:
-        if replica.deployment in ids:
-            phase, reason, restarts, url, pid = replicas.record_values(replica)
-            session.add(
-                ReplicaRecord(
-                    replica_id=replica.replica_id,
-                    deployment_id=ids[replica.deployment],
-                    service=replica.service,
-                    revision=replica.revision,
-                    state=phase,
-                    reason=reason,
-                    restarts=restarts,
-                    url=url,
-                    pid=pid,
-                    updated_at=now,
-                )
-            )
+    records = [
+        _record(replica, ids[replica.deployment], replicas, now)
+        for replica in replicas.observed
+        if replica.deployment in ids
+    ]
+    replace_replica_records(session, records)
+
+
+def _record(replica: ReplicaStatus, deployment_id: int, replicas: Replicas, now: datetime) -> ReplicaRecord:
+    state, reason, restarts, url, pid = replicas.record_values(replica)
+    return ReplicaRecord(
+        replica_id=replica.replica_id,
+        deployment_id=deployment_id,
+        service=replica.service,
+        revision=replica.revision,
+        state=state,
+        reason=reason,
+        restarts=restarts,
+        url=url,
+        pid=pid,
+        updated_at=now,
+    )
 
 
 def _write_events(session: Session, ids: dict[str, int], happened: Sequence[Happened], now: datetime) -> None:

@@ -12,9 +12,14 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from tiffin.core.errors import Conflict
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+RACED = "Another request changed the same resource at the same time: try again."
+__all__ = ["Database", "Session", "migrate"]  # `Session`: the type other layers hold, never build
 
 
 def normalize_url(url: str) -> str:
@@ -75,8 +80,15 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions() as session, session.begin():
-            yield session
+        """A transaction: committed on success, rolled back on error. Two requests racing to create the
+        same thing is a Conflict for the loser (409: try again), not a database error."""
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except IntegrityError as error:
+            raise Conflict(
+                "Another request changed the same resource at the same time: try again."
+            ) from error
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -191,6 +191,12 @@ def all_deployments(session: Session) -> list[Deployment]:
     return list(session.scalars(select(Deployment).order_by(Deployment.id)))
 
 
+def replace_replica_records(session: Session, records: list[ReplicaRecord]) -> None:
+    """The replica records become exactly `records` (what one reconcile step saw)."""
+    session.execute(delete(ReplicaRecord))
+    session.add_all(records)
+
+
 def replica_records(session: Session, row: Deployment) -> list[ReplicaRecord]:
     query = select(ReplicaRecord).where(ReplicaRecord.deployment_id == row.id)
     return list(session.scalars(query.order_by(ReplicaRecord.service, ReplicaRecord.replica_id)))

@@ -102,6 +102,12 @@ class SecretStore:
     def items(self, secret: Secret) -> list[SecretItem]:
         return [SecretItem(**item) for item in self._box.open(secret.items_ciphertext)]
 
+    @staticmethod
+    def named(session: Session, organization_id: int, names: list[str]) -> list[Secret]:
+        """The organization's secrets with these names (those that exist)."""
+        query = select(Secret).where(Secret.organization_id == organization_id, Secret.name.in_(names))
+        return list(session.scalars(query))
+
     def list(self, session: Session, user: User, search: str | None) -> tuple[list[Secret], int]:
         query = select(Secret).where(Secret.organization_id == user.organization_id)
         if search:

@@ -9,7 +9,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
-from sqlalchemy.orm import Session
 
 from tiffin.api import wire
 from tiffin.api.auth import Context, ReadCluster, WriteCluster
@@ -22,6 +21,7 @@ from tiffin.backends.ended import EndedReplica
 from tiffin.core.errors import NotImplementedYet
 from tiffin.store import deployments as store
 from tiffin.store import events
+from tiffin.store.db import Session
 from tiffin.store.events import Kind as EventKind
 from tiffin.store.identity import find_cluster
 from tiffin.store.models import Deployment, ReplicaRecord, User
