@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.bentoml_cli import BentomlCli
-from tiffin.builder import Builder, BuildRequest
 from tiffin.backends.commands import CommandTimedOut, run_streaming
+from tiffin.builder import Builder, BuildRequest
 from tiffin.builder.envcache import COMPLETE_MARKER
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ from typing import IO
 import pytest
 import yaml
 
-from tiffin.builder import Builder, BuildFailed, BuildRequest
 from tiffin.backends.commands import CommandTimedOut
+from tiffin.builder import Builder, BuildFailed, BuildRequest
 from tiffin.builder.envcache import COMPLETE_MARKER
 from tiffin.builder.envspec import EnvSpec, WheelFile, env_key, names_bentoml, read_env_spec
 from tiffin.builder.uvenv import install_cwd

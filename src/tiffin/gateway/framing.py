@@ -34,13 +34,16 @@ def request_head(request: RequestHead, client_host: str) -> bytes:
     """The head sent to a replica: HTTP/1.1, end-to-end fields, X-Forwarded-*, the gateway's framing."""
     lines = [request.method, b" ", request.target, b" HTTP/1.1\r\n"]
     lines += _end_to_end(request.fields, _FORWARDED)
-    earlier = request.fields.get(b"x-forwarded-for")
+    named = request.fields.tokens(b"connection")  # a client naming X-Forwarded-For meant it for this hop
+    earlier = request.fields.get(b"x-forwarded-for") if b"x-forwarded-for" not in named else None
     client = client_host.encode()
     lines += [b"x-forwarded-for: ", client if earlier is None else earlier + b", " + client, _CRLF]
     lines.append(b"x-forwarded-proto: http\r\n")
     host = request.fields.get(b"host")
     if host is not None:
         lines += [b"x-forwarded-host: ", host, _CRLF]
+    else:  # an HTTP/1.0 request without one: HTTP/1.1 needs it, empty for no authority (RFC 9112 §3.2)
+        lines.append(b"host: \r\n")
     lines.append(_request_framing(request))
     if request.upgrade == b"websocket":
         lines.append(b"connection: upgrade\r\nupgrade: websocket\r\n")

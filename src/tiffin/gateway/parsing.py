@@ -4,10 +4,11 @@ The gateway faces the internet, and a proxy whose idea of where a message ends d
 can be made to smuggle requests. So framing is never decided here by hand: llhttp (the parser Node.js
 and uvicorn use) reads every byte, in its strict mode, and this module adds the checks a proxy needs on
 top of it: one Host on HTTP/1.1, no framing header or Host named in `Connection`, a Transfer-Encoding
-of exactly `chunked`, no control characters in field values, a bounded head, a request target in
-origin form. What passes comes out as small immutable heads and body pieces; the gateway then writes
-its own framing on the other side (`tiffin.gateway.framing`), so no framing byte a client or replica
-sent is ever forwarded as it came.
+of exactly `chunked`, no body on a request that asks to switch protocols (llhttp would not read it),
+no control characters in field values or reason phrases, a bounded head (a field still arriving
+counts too), a request target in origin form. What passes comes out as small immutable heads and body
+pieces; the gateway then writes its own framing on the other side (`tiffin.gateway.framing`), so no
+framing byte a client or replica sent is ever forwarded as it came.
 
 A reader is fed whatever arrives (`feed(data)`) and returns the events that data completed, in order:
 a head, body pieces, the end of a message; pipelined requests simply follow. Anything malformed raises
@@ -23,6 +24,7 @@ from typing import Any
 import httptools
 
 MAX_HEAD_BYTES = 64 * 1024
+_SLICE = 16 * 1024  # llhttp reads at most this much at a time, except a body of known length
 _CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # control characters (HTAB aside) in a field value
 _TARGET = re.compile(rb"[\x21-\x7e]+")  # a request target is visible ASCII, percent-encoded beyond
 _FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"host"})
@@ -128,47 +130,119 @@ RequestEvent = RequestHead | Body | End | Upgraded
 ResponseEvent = ResponseHead | Body | End | Upgraded
 
 
-class _Collector:
-    """llhttp's callbacks, one message at a time: the head's parts, then body pieces, then the end."""
+class _Part(Enum):
+    """Where llhttp is in the message it reads."""
 
-    def __init__(self, max_head_bytes: int) -> None:
+    IDLE = "idle"  # between messages
+    HEAD = "head"  # the start line and the header fields
+    BODY = "body"  # the body; when chunked, a chunk-size line
+    CHUNK = "chunk"  # a chunk's data, or the trailer fields after the last chunk
+
+
+class _Collector:
+    """llhttp's callbacks, one message at a time: the head's parts, then body pieces, then the end.
+
+    httptools hands a header field over only once it is complete, and buffers it meanwhile by copying:
+    a field trickled in for ever would grow without bound, at a cost quadratic in its size. So llhttp
+    reads in slices, and a slice that completes nothing while a field section (the head, the trailers)
+    is open counts towards the head's size, which is refused at the limit (`feed`)."""
+
+    parser: httptools.HttpRequestParser | httptools.HttpResponseParser
+
+    def __init__(self, max_head_bytes: int, who: str, too_large: int) -> None:
         self.events: list[Any] = []
         self.url = b""
         self.fields: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
         self.max_head_bytes = max_head_bytes
+        self.who = who  # the message, in a sentence: "The request"
+        self.too_large = too_large  # the status that answers a head over the limit
+        self.part = _Part.IDLE
+        self.remaining = 0  # bytes of a Content-Length body still to come
+        self.calls = 0  # callbacks so far: a slice that makes none only buffers (or skips) bytes
+        self.stalled = 0  # bytes of slices in a row that made no callback inside a field section
+
+    def feed(self, data: bytes) -> int | None:
+        """Run llhttp over `data` (its errors propagate); where the new protocol starts in `data` when
+        the message switched protocols, else None."""
+        view = memoryview(data)
+        start = 0
+        while start < len(data):
+            size = self.remaining if self.part is _Part.BODY and self.remaining else _SLICE
+            calls = self.calls
+            try:
+                self.parser.feed_data(view[start : start + size])
+            except httptools.HttpParserUpgrade as switch:
+                return start + int(switch.args[0])
+            if self.calls != calls:
+                self.stalled = 0
+            elif self.part in (_Part.HEAD, _Part.CHUNK):  # a field still arriving: it counts
+                self.stalled += min(size, len(data) - start)
+                self._check_size(self.head_bytes + self.stalled)
+            start += size
+        return None
+
+    def _step(self, part: _Part | None = None) -> None:
+        self.calls += 1
+        if part is not None:
+            self.part = part
 
     def on_message_begin(self) -> None:
-        self.url, self.fields, self.head_bytes = b"", [], 0
+        self._step(_Part.HEAD)
+        self.url, self.fields, self.head_bytes, self.stalled = b"", [], 0, 0
 
     def on_url(self, url: bytes) -> None:
+        self._step()
         self.url += url
         self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.fields.append((name, value))
+        self._step()
+        self.fields.append((name, value.rstrip(b" \t")))  # llhttp skips leading whitespace, not trailing
         self._count(len(name) + len(value) + 4)
 
+    def on_headers_complete(self) -> None:
+        self._step(_Part.BODY)
+
+    def on_chunk_header(self) -> None:
+        self._step(_Part.CHUNK)
+
+    def on_chunk_complete(self) -> None:
+        self._step(_Part.BODY)
+
     def on_body(self, data: bytes) -> None:
+        self._step()
+        self.remaining = max(0, self.remaining - len(data))
         self.events.append(Body(data))
 
     def on_message_complete(self) -> None:
+        self._step(_Part.IDLE)
         self.events.append(END)
 
     def _count(self, size: int) -> None:
         self.head_bytes += size
-        if self.head_bytes > self.max_head_bytes:
-            raise HttpError(431, f"The message head is larger than {self.max_head_bytes // 1024} KiB.")
+        self._check_size(self.head_bytes)
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_head_bytes:
+            limit = self.max_head_bytes
+            what = "head" if self.part is _Part.HEAD else "head with its trailer fields"
+            amount = f"{limit // 1024} KiB" if limit % 1024 == 0 else f"{limit} bytes"
+            raise HttpError(self.too_large, f"{self.who} {what} is larger than {amount}.")
 
 
 class _RequestCollector(_Collector):
+    parser: httptools.HttpRequestParser
+
     def __init__(self, max_head_bytes: int) -> None:
-        super().__init__(max_head_bytes)
+        super().__init__(max_head_bytes, "The request", 431)
         self.parser = httptools.HttpRequestParser(self)
         self.head: RequestHead | None = None
 
     def on_headers_complete(self) -> None:
+        super().on_headers_complete()
         self.head = request_head(self.parser, self.url, tuple(self.fields))
+        self.remaining = self.head.length
         self.events.append(self.head)
 
 
@@ -185,22 +259,24 @@ class RequestReader:
         events: list[RequestEvent] = []
         collector.events = events
         try:
-            collector.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as switch:
-            rest = data[switch.args[0] :]
+            switched = collector.feed(data)
+        except httptools.HttpParserError as error:
+            raise _refusal(error, 400) from None
+        if switched is not None:
+            rest = data[switched:]
             head = collector.head
             if head is not None and head.upgrade == b"websocket":
                 events.append(Upgraded(rest))
             else:  # `Upgrade: h2c` and the like: answered as HTTP/1.1, so the stream stays HTTP
                 events += self.feed(rest) if rest else []
-        except httptools.HttpParserError as error:
-            raise _refusal(error, 400) from None
         return events
 
 
 class _ResponseCollector(_Collector):
+    parser: httptools.HttpResponseParser
+
     def __init__(self, max_head_bytes: int, method: bytes) -> None:
-        super().__init__(max_head_bytes)
+        super().__init__(max_head_bytes, "The replica's response", 502)
         self.parser = httptools.HttpResponseParser(self)
         self.method = method
         self.reason = b""
@@ -215,12 +291,15 @@ class _ResponseCollector(_Collector):
         self.reason = b""
 
     def on_status(self, reason: bytes) -> None:
+        self._step()
         self.reason += reason
         self._count(len(reason))
 
     def on_headers_complete(self) -> None:
+        super().on_headers_complete()
         head = response_head(self.parser, self.reason, tuple(self.fields), self.method)
         self.interim = head.status < 200 and head.status != 101  # 100 Continue: not forwarded
+        self.remaining = head.length
         if self.interim:
             return
         self.head = head
@@ -229,10 +308,13 @@ class _ResponseCollector(_Collector):
             self._complete()  # llhttp does not know the method: it would wait for a body
 
     def on_body(self, data: bytes) -> None:
+        self._step()
+        self.remaining = max(0, self.remaining - len(data))
         if not self.done:
             self.events.append(Body(data))
 
     def on_message_complete(self) -> None:
+        self._step(_Part.IDLE)
         if not self.interim:
             self._complete()
 
@@ -263,11 +345,11 @@ class ResponseReader:
         events: list[ResponseEvent] = []
         collector.events = events
         try:
-            collector.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as switch:
-            events.append(Upgraded(data[switch.args[0] :]))
+            switched = collector.feed(data)
         except httptools.HttpParserError as error:
             raise _refusal(error, 502) from None
+        if switched is not None:
+            events.append(Upgraded(data[switched:]))
         return events
 
     def eof(self) -> list[ResponseEvent]:
@@ -292,9 +374,14 @@ def request_head(
     fields = Fields.of(pairs)
     _check_fields(fields, minor)
     framing, length = _request_framing(fields)
-    upgrade = fields.get(b"upgrade") if parser.should_upgrade() else None
     if method == b"CONNECT":
         raise HttpError(405, "CONNECT is not supported: send requests for the deployment's own paths.")
+    switching = parser.should_upgrade()
+    if switching and framing is not Framing.NONE:  # llhttp would take the body for the new protocol
+        raise HttpError(400, "The request asks to switch protocols and has a body: send one or the other.")
+    upgrade = fields.get(b"upgrade") if switching else None
+    # RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing; close after it
+    keep_alive = parser.should_keep_alive() and not (minor == 0 and framing is Framing.CHUNKED)
     return RequestHead(
         method=method,
         target=_origin_form(url, method),
@@ -302,9 +389,9 @@ def request_head(
         fields=fields,
         framing=framing,
         length=length,
-        keep_alive=parser.should_keep_alive(),
+        keep_alive=keep_alive,
         upgrade=upgrade.strip().lower() if upgrade else None,
-        expects_continue=b"100-continue" in fields.tokens(b"expect"),
+        expects_continue=minor == 1 and b"100-continue" in fields.tokens(b"expect"),  # 1.0: ignored
     )
 
 
@@ -317,6 +404,8 @@ def response_head(
     fields = Fields.of(pairs)
     if _CTL.search(b"".join(value for _, value in pairs)):
         raise HttpError(502, "The replica sent a header value with a control character.")
+    if _CTL.search(reason):  # the reason phrase is passed on to the client
+        raise HttpError(502, "The replica sent a reason phrase with a control character.")
     framing, length = _response_framing(fields, status, method)
     return ResponseHead(
         status=status,
@@ -357,7 +446,7 @@ def _request_framing(fields: Fields) -> tuple[Framing, int]:
     if coding is not None:
         if coding.strip().lower() != b"chunked":
             raise HttpError(
-                400 if not coding.lower().rstrip().endswith(b"chunked") else 501,
+                400 if _final_coding(coding) != b"chunked" else 501,  # 501: a coding before chunked
                 "The request's Transfer-Encoding must be exactly `chunked`.",
             )
         return Framing.CHUNKED, 0
@@ -369,13 +458,17 @@ def _response_framing(fields: Fields, status: int, method: bytes) -> tuple[Frami
     if method == b"HEAD" or status < 200 or status in _NO_BODY_STATUSES:
         return Framing.NONE, 0
     coding = fields.get(b"transfer-encoding")
-    if coding is not None:
-        chunked = coding.lower().rstrip().endswith(b"chunked")
-        return (Framing.CHUNKED if chunked else Framing.UNTIL_CLOSE), 0
+    if coding is not None:  # as llhttp reads it: chunked when that is the final coding, else until close
+        return (Framing.CHUNKED if _final_coding(coding) == b"chunked" else Framing.UNTIL_CLOSE), 0
     if fields.get(b"content-length") is None:
         return Framing.UNTIL_CLOSE, 0
     length = _content_length(fields, 502)
     return (Framing.LENGTH, length) if length else (Framing.NONE, 0)
+
+
+def _final_coding(value: bytes) -> bytes:
+    """The last transfer coding of a Transfer-Encoding value, lower-cased."""
+    return value.rsplit(b",", 1)[-1].strip().lower()
 
 
 def _content_length(fields: Fields, status: int) -> int:
