@@ -64,7 +64,9 @@ class ClientConnection(Peer):
         self.peer_host = ""
         self.last_read = context.clock.time()  # when a byte last arrived (idle and slow-body deadlines)
         self.head_since: float | None = None  # when the first byte of a head still incomplete arrived
-        self._reader = RequestReader(context.settings.max_head_bytes)
+        settings = context.settings
+        self._reader = RequestReader(settings.max_head_bytes)
+        self._limits = Limits(settings.connect_timeout_s, settings.replay_bytes)
         self._pending: deque[RequestEvent] = deque()
         self._request: RequestHead | None = None
         self._route: Route | None = None
@@ -256,13 +258,12 @@ class ClientConnection(Peer):
         request = self._request
         assert request is not None
         self.machine.fire(ClientEvent.FORWARD)
-        settings = self.context.settings
-        limits = Limits(settings.connect_timeout_s, settings.replay_bytes)
+        limits = self._limits
         exchange = self._exchange = Forwarded(self, request, slot, limits, self.context.clock)
         whole = self._whole_request_size()
         if request.expects_continue and whole is None:
             self.write(CONTINUE)
-        reuse = request.upgrade != b"websocket" and whole is not None and whole <= settings.replay_bytes
+        reuse = request.upgrade != b"websocket" and whole is not None and whole <= limits.replay_bytes
         exchange.start(slot.target.admission.timeout_s, reuse)
 
     def _whole_request_size(self) -> int | None:
