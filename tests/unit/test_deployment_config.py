@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
+from tiffin.core import bento_manifest
 from tiffin.core import deployment_config as dc
 from tiffin.core.errors import BadRequest
 from tiffin.core.instance_types import GiB, InstanceType, find, load_catalog
+from tiffin.core.strategy import DEFAULT_STRATEGY, Strategy
 
 CATALOG: list[InstanceType] = load_catalog(Path("/nonexistent/tiffin/instance_types.yaml"))
 SERVICES = ["Echo"]
@@ -148,7 +150,7 @@ def test_validate_accepts_partial_configs(config: dict[str, Any]) -> None:
     dc.validate(config, SERVICES, CATALOG)
 
 
-@pytest.mark.parametrize("strategy", dc.STRATEGIES)
+@pytest.mark.parametrize("strategy", [str(s) for s in Strategy])
 def test_validate_accepts_every_strategy(strategy: str) -> None:
     dc.validate(echo(deployment_strategy=strategy), SERVICES, CATALOG)
 
@@ -440,7 +442,7 @@ def test_services_not_listed_get_the_defaults() -> None:
     assert [s.name for s in settings] == ["Echo", "Model"]
     model = settings[1]
     assert (model.min_replicas, model.max_replicas) == (1, 1)
-    assert model.strategy == "Recreate" == dc.DEFAULT_STRATEGY
+    assert model.strategy == "Recreate" == DEFAULT_STRATEGY
     assert model.instance_type is None
     assert (model.cpu_millicores, model.memory_bytes, model.gpus) == (None, None, 0)
     assert model.cold_start_timeout is None
@@ -512,12 +514,14 @@ def test_manifest_env_defaults_keep_only_run_time_values() -> None:
         ]
     }
 
-    assert dc.manifest_env_defaults(bento) == {"A": "1", "D": "4"}
-    assert dc.manifest_env_defaults({}) == {}
+    assert bento_manifest.manifest_env_defaults(bento) == {"A": "1", "D": "4"}
+    assert bento_manifest.manifest_env_defaults({}) == {}
 
 
 def test_env_map_turns_null_values_into_empty_strings() -> None:
-    assert dc.env_map([{"name": "A", "value": None}, {"name": "B", "value": "2"}]) == {"A": "", "B": "2"}
+    config = dc.parse_config({"envs": [{"name": "A", "value": None}, {"name": "B", "value": "2"}]})
+
+    assert dc.env_map(config.envs) == {"A": "", "B": "2"}
     assert dc.env_map(None) == {}
 
 
@@ -590,7 +594,7 @@ def test_a_legacy_bento_without_services_is_one_service_named_after_it() -> None
     legacy = {"name": "echo", "service": "service:svc"}
 
     assert [s.name for s in dc.service_settings({}, legacy, CATALOG)] == ["echo"]
-    assert dc.entry_service(legacy) == "echo"
+    assert bento_manifest.entry_service(legacy) == "echo"
 
 
 @pytest.mark.parametrize(
@@ -607,7 +611,7 @@ def test_entry_service(extra: dict[str, Any], expected: str) -> None:
     if "entry_service" not in extra:
         del bento["entry_service"]
 
-    assert dc.entry_service(bento) == expected
+    assert bento_manifest.entry_service(bento) == expected
 
 
 # --- service_settings: the scaling policy -----------------------------------------------------------
@@ -671,8 +675,8 @@ def test_traffic_concurrency_is_read_per_service() -> None:
 
 
 def test_scaling_policy_of_null_is_the_default() -> None:
-    assert dc.scaling_policy(None) == dc.ScalingPolicy()
-    assert dc.scaling_policy({}) == dc.ScalingPolicy()
+    assert dc.Scaling(policy=None).scaling_policy() == dc.ScalingPolicy()
+    assert dc.Policy().scaling_policy() == dc.ScalingPolicy()
 
 
 # --- check_deployment_name --------------------------------------------------------------------------
@@ -694,3 +698,98 @@ def test_invalid_deployment_names(name: str) -> None:
         dc.check_deployment_name(name)
 
     assert "`name`" in caught.value.message
+
+
+# --- parsing once: the models ----------------------------------------------------------------------
+
+
+def test_parse_config_gives_typed_values() -> None:
+    parsed = dc.parse_config(CONFIG_FILE_BODY)
+
+    echo_config = parsed.service("Echo")
+    assert echo_config.deployment_strategy is Strategy.RAMPED_SLOW_ROLLOUT
+    assert echo_config.scaling is not None and echo_config.scaling.bounds() == (0, 5)
+    assert parsed.service("Model") == dc.ServiceConfig()
+    assert settings_by_name(CONFIG_FILE_BODY, manifest())["Model"].strategy is Strategy.RECREATE
+
+
+@pytest.mark.parametrize(
+    ("config", "first"),
+    [
+        (echo(scaling={"min_replicas": "x"}, cold_start_timeout="y"), "services.Echo.scaling.min_replicas"),
+        (
+            policy(metrics=[{"type": "cpu", "value": "eighty"}], scale_up_behavior="slow"),
+            f"{POLICY}.metrics[0].value",
+        ),
+        ({"envs": [{"name": "1A"}], "services": {"Echo": {"instance_type": "nope"}}}, "envs[0].name"),
+    ],
+)
+def test_only_the_first_invalid_field_is_named(config: dict[str, Any], first: str) -> None:
+    message = refused(config)
+
+    assert message.startswith(f"`{first}` ")
+    assert message.count("`services.") + message.count("`envs") == 1
+
+
+def test_a_long_refused_value_is_cut_short() -> None:
+    message = refused(echo(config_overrides={"resources": {"cpu": list(range(1000))}}))
+
+    assert len(message) < 300
+    assert message.startswith("`services.Echo.config_overrides.resources.cpu` must be a number of cores")
+
+
+def test_a_config_that_is_not_a_mapping_is_refused() -> None:
+    assert refused(["services"]).startswith("`config` must be a mapping")  # type: ignore[arg-type]
+
+
+def test_unknown_keys_are_ignored_at_every_level() -> None:
+    config = {
+        "surprise": 1,
+        "services": {
+            "Echo": {
+                "extras": {"anything": [1, 2]},
+                "new_bentocloud_key": None,
+                "scaling": {"min_replicas": 1, "max_replicas": 2, "later": True, "policy": {"x": 1}},
+                "config_overrides": {"traffic": {"timeout": 5, "unknown": "k"}, "workers": 2},
+            }
+        },
+    }
+
+    dc.validate(config, SERVICES, CATALOG)
+    (settings, _model) = dc.service_settings(config, manifest(), CATALOG)
+
+    assert settings.config_overrides == {"traffic": {"timeout": 5, "unknown": "k"}, "workers": 2}
+    assert settings.traffic.timeout_s == 5.0
+
+
+def test_the_bentos_own_unreadable_settings_fall_back_to_the_defaults() -> None:
+    """The reconciler derives settings from the bento's manifest too; a value Tiffin cannot read there
+    must not stop the deployment."""
+    bento = manifest()
+    bento["services"][0]["config"] = {
+        "resources": {"cpu": "lots", "memory": "1Gi", "gpu": 0.5},
+        "traffic": {"timeout": "soon", "max_concurrency": 4, "external_queue": "yes"},
+    }
+
+    (settings, _model) = dc.service_settings({}, bento, CATALOG)
+
+    assert (settings.cpu_millicores, settings.memory_bytes, settings.gpus) == (None, GiB, 0)
+    assert (settings.traffic.timeout_s, settings.traffic.max_concurrency) == (60.0, 4)
+    assert settings.traffic.external_queue is False
+
+
+def test_a_null_override_leaves_the_bentos_value() -> None:
+    overrides = {"resources": {"cpu": None, "memory": "2Gi"}, "traffic": {"timeout": None}}
+    config = echo(config_overrides=overrides)
+
+    (settings, _model) = dc.service_settings(config, manifest(), CATALOG)
+
+    assert (settings.cpu_millicores, settings.memory_bytes, settings.gpus) == (2000, 2 * GiB, 1)
+    assert settings.traffic.timeout_s == 60.0
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", "1"), (None, ""), (0, "0"), ("", "")])
+def test_per_service_env_values_become_strings(value: object, expected: str) -> None:
+    config = echo(envs=[{"name": "A", "value": value}])
+
+    assert settings_by_name(config, manifest())["Echo"].envs["A"] == expected

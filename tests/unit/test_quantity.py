@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from tiffin.core.quantity import parse_quantity, positive_quantity
+from tiffin.core.quantity import cpu_millicores, memory_bytes, parse_quantity, positive_quantity, whole_count
 
 
 @pytest.mark.parametrize(
@@ -92,3 +92,21 @@ def test_positive_quantities(value: object, target: float) -> None:
 @pytest.mark.parametrize("value", ["0", "0m", 0, -1, "-0.5", "ten", None])
 def test_zero_negative_and_garbage_are_not_positive(value: object) -> None:
     assert positive_quantity(value) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "count"),
+    [(0, 0), (2, 2), ("2", 2), ("1e1", 10), ("2k", 2000), ("0.5", None), (-1, None), (True, None)],
+)
+def test_whole_counts(value: object, count: int | None) -> None:
+    assert whole_count(value) == count
+
+
+@pytest.mark.parametrize(("value", "millicores"), [("500m", 500), (2, 2000), ("0.25", 250), ("0.5m", None)])
+def test_cpu_in_millicores(value: object, millicores: int | None) -> None:
+    assert cpu_millicores(value) == millicores
+
+
+@pytest.mark.parametrize(("value", "size"), [("1Ki", 1024), ("1K", 1000), ("4 Gi", 4 * 2**30), ("1.5", None)])
+def test_memory_in_bytes(value: object, size: int | None) -> None:
+    assert memory_bytes(value) == size

@@ -8,6 +8,7 @@ import pytest
 
 from tiffin.backends.fake import FakeBackend
 from tiffin.backends.protocol import ReplicaPhase, ReplicaSpec, ReplicaStatus
+from tiffin.core.deployment_status import DeploymentStatus
 from tiffin.reconciler.plan import (
     BACKOFF_FIRST_S,
     Action,
@@ -175,6 +176,26 @@ def test_terminating_until_every_replica_is_gone() -> None:
     replica = ReplicaStatus("r1", "d1", "Echo", "rev1", ReplicaPhase.STOPPING)
     assert terminated_status([replica]).status == "terminating"
     assert terminated_status([]).status == "terminated"
+
+
+def test_statuses_are_the_strings_the_client_reads() -> None:
+    """docs/bentocloud-api.md §5.1: the values go on the wire and into the store as they are."""
+    assert [s.value for s in DeploymentStatus] == [
+        "unknown",
+        "non-deployed",
+        "running",
+        "unhealthy",
+        "failed",
+        "deploying",
+        "terminating",
+        "terminated",
+        "image-building",
+        "image-build-failed",
+        "image-build-succeeded",
+        "scaled-to-zero",
+    ]
+    assert terminated_status([]).status is DeploymentStatus.TERMINATED
+    assert f"{DeploymentStatus.SCALED_TO_ZERO}" == "scaled-to-zero"
 
 
 def test_only_running_replicas_are_routed() -> None:

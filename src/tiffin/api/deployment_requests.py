@@ -10,6 +10,7 @@ from typing import Any
 from tiffin.api.bodies import DeploymentBody
 from tiffin.api.context import ApiContext
 from tiffin.core import deployment_config as dc
+from tiffin.core.bento_manifest import manifest_services
 from tiffin.core.errors import BadRequest, NotFound
 from tiffin.store.db import Session
 from tiffin.store.models import Artifact, Organization, User
@@ -26,7 +27,7 @@ class CheckedRequest:
 def check_request(session: Session, context: ApiContext, user: User, body: DeploymentBody) -> CheckedRequest:
     artifact = resolve_bento(session, user.organization, body.bento)
     manifest = artifact.manifest or {}
-    names = [str(s["name"]) for s in dc.manifest_services(manifest)]
+    names = [str(s["name"]) for s in manifest_services(manifest)]
     config = body.config()
     dc.validate(config, names, context.instance_types)
     for index, name in enumerate(body.secrets or []):

@@ -1,24 +1,56 @@
-"""A deployment's config as the bentoml client sends it, checked, and turned into per-Service settings.
+"""A deployment's config as the bentoml client sends it, parsed once, and turned into per-Service settings.
 
-The stored config is echoed back verbatim (the client rebuilds updates from it, docs/bentocloud-api.md §3.5);
-this module only validates it against the bento's manifest and the instance-type catalog, and derives what
-each Service runs with: replica counts, env vars (per Service wins over global), resources, bentoml config
-overrides, and the autoscaling policy (`scaling.policy`, BentoCloud's HPAPolicy) with the per-replica
-concurrency target (`config_overrides.traffic.concurrency`) it falls back on.
+The stored config is the client's dict, echoed back verbatim (the client rebuilds updates from it,
+docs/bentocloud-api.md §3.5). The models below say what Tiffin reads of it and what each value must
+be: `parse_config` turns the dict into them or refuses it with a 400 naming the first invalid field,
+and `service_settings` derives what each Service runs with from them: replica counts, env vars (per
+Service wins over global), resources, bentoml config overrides, the rollout strategy, and the
+autoscaling policy (`scaling.policy`, BentoCloud's HPAPolicy) with the per-replica concurrency target
+(`config_overrides.traffic.concurrency`) it falls back on.
+
+A request is also checked against its bento (the Services it names) and the instance-type catalog,
+through the validation context; settings are derived without them, from a config already accepted.
 """
 
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, Self
 
+from pydantic import (
+    AfterValidator,
+    ModelWrapValidatorHandler,
+    PlainValidator,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from tiffin.core.bento_manifest import Manifest, manifest_env_defaults, manifest_services, service_setting
+from tiffin.core.config_errors import invalid, invalid_at, refusal, shown
+from tiffin.core.config_values import (
+    AtLeastOne,
+    Bytes,
+    ConfigModel,
+    Count,
+    Gpus,
+    Millicores,
+    a_list,
+    accepts,
+    leniently,
+    one_of,
+    required,
+    text,
+    whole,
+)
 from tiffin.core.errors import BadRequest
-from tiffin.core.instance_types import InstanceType, find, parse_cpu, parse_memory
-from tiffin.core.quantity import parse_quantity, positive_quantity
-from tiffin.core.traffic_config import TrafficConfig, check_traffic, traffic_config
+from tiffin.core.instance_types import InstanceType, find
+from tiffin.core.quantity import positive_quantity
+from tiffin.core.strategy import DEFAULT_STRATEGY, Strategy
+from tiffin.core.traffic_config import Traffic, TrafficConfig, traffic_config
 
-STRATEGIES = ("RollingUpdate", "Recreate", "RampedSlowRollout", "BestEffortControlledRollout")
-DEFAULT_STRATEGY = "Recreate"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DEPLOYMENT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,46}[a-z0-9])?$")
 
@@ -29,6 +61,9 @@ METRIC_TYPES: tuple[MetricType, ...] = ("cpu", "memory", "gpu", "qps")  # what a
 Behavior = Literal["fast", "stable", "disabled"]
 BEHAVIORS: tuple[Behavior, ...] = ("fast", "stable", "disabled")
 MAX_STABILIZATION_WINDOW = 3600  # seconds, as BentoCloud's docs (and Kubernetes' HPA) allow
+
+
+# --- what a Service runs with ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -67,7 +102,7 @@ class ServiceSettings:
     memory_bytes: int | None
     gpus: int
     envs: Mapping[str, str]
-    strategy: str
+    strategy: Strategy
     cold_start_timeout: int | None
     config_overrides: Mapping[str, Any] = field(default_factory=dict)
     policy: ScalingPolicy = field(default_factory=ScalingPolicy)
@@ -79,6 +114,244 @@ class ServiceSettings:
         return self.traffic.concurrency
 
 
+# --- the config, as the client sends it --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BentoChecks:
+    """What a request's config is checked against besides itself: the bento's Services and the catalog."""
+
+    service_names: Sequence[str]
+    catalog: Sequence[InstanceType]
+
+
+def _checks(info: ValidationInfo) -> BentoChecks | None:
+    return info.context if isinstance(info.context, BentoChecks) else None
+
+
+def _env_name(value: object) -> str | None:
+    return value if isinstance(value, str) and _ENV_NAME.fullmatch(value) else None
+
+
+_ENV = "must be a valid environment variable name (letters, digits and _, not starting with a digit)"
+EnvName = Annotated[str, accepts(_env_name, _ENV)]
+EnvValue = Annotated[str, PlainValidator(lambda value: "" if value is None else str(value))]
+
+
+class EnvVar(ConfigModel):
+    """One item of `envs`; a null value is the empty string."""
+
+    name: EnvName = required()
+    value: EnvValue = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_mapping(cls, data: object) -> object:
+        if not isinstance(data, Mapping):
+            must = "is missing: each item must be a mapping with `name` and `value`"
+            raise invalid_at(("name",), f"{must}, not {shown(data)}", data)
+        return data
+
+
+Envs = Annotated[list[EnvVar], a_list("{name, value} items")]
+
+
+def env_map(envs: Sequence[EnvVar] | None) -> dict[str, str]:
+    return {env.name: env.value for env in envs or ()}
+
+
+MetricValue = Annotated[
+    float,
+    accepts(
+        positive_quantity,
+        'must be a number or quantity above 0 such as 80, "80" or "500m" (percent for cpu, memory and gpu,'
+        " requests per second per replica for qps)",
+    ),
+]
+
+
+class Metric(ConfigModel):
+    shape = "a mapping with `type` and `value`"
+
+    type: Annotated[MetricType, one_of(*METRIC_TYPES)] = required()
+    value: MetricValue = required()
+
+
+def _each_once(metrics: list[Metric]) -> list[Metric]:
+    seen: set[str] = set()
+    for index, metric in enumerate(metrics):
+        if metric.type in seen:
+            must = f"names {metric.type} a second time; give each metric once"
+            raise invalid_at((index, "type"), must, metric.type)
+        seen.add(metric.type)
+    return metrics
+
+
+Metrics = Annotated[list[Metric], a_list("{type, value} items"), AfterValidator(_each_once)]
+BehaviorName = Annotated[Behavior, one_of(*BEHAVIORS)]
+Window = Annotated[
+    int,
+    accepts(
+        whole(0, MAX_STABILIZATION_WINDOW),
+        f"must be a whole number of seconds from 0 to {MAX_STABILIZATION_WINDOW}",
+    ),
+]
+
+
+class Policy(ConfigModel):
+    """`scaling.policy`: BentoCloud's HPAPolicy."""
+
+    shape = "a mapping with `metrics` and the scale-up/down settings"
+
+    metrics: Metrics | None = None
+    scale_up_behavior: BehaviorName | None = None
+    scale_down_behavior: BehaviorName | None = None
+    scale_up_stabilization_window: Window | None = None
+    scale_down_stabilization_window: Window | None = None
+
+    def scaling_policy(self) -> ScalingPolicy:
+        """With BentoCloud's defaults for what the config leaves null."""
+        default = ScalingPolicy()
+        return ScalingPolicy(
+            metrics=tuple(MetricTarget(m.type, m.value) for m in self.metrics or ()),
+            scale_up_behavior=self.scale_up_behavior or default.scale_up_behavior,
+            scale_down_behavior=self.scale_down_behavior or default.scale_down_behavior,
+            scale_up_stabilization_window=self.scale_up_stabilization_window,
+            scale_down_stabilization_window=self.scale_down_stabilization_window,
+        )
+
+
+class Scaling(ConfigModel):
+    shape = "a mapping with `min_replicas` and `max_replicas`"
+
+    min_replicas: Count | None = None
+    max_replicas: AtLeastOne | None = None
+    policy: Policy | None = None
+
+    @model_validator(mode="after")
+    def _min_within_max(self) -> Self:
+        low, high = self.min_replicas, self.max_replicas
+        if low is not None and high is not None and low > high:
+            raise invalid_at(("min_replicas",), f"must not exceed `max_replicas` ({high}), not {low}", low)
+        return self
+
+    def bounds(self) -> tuple[int, int]:
+        """(min, max) as the client fills them in: max defaults to min (at least 1), min to 1 (≤ max)."""
+        high = self.max_replicas or max(self.min_replicas or 1, 1)
+        return min(high, 1 if self.min_replicas is None else self.min_replicas), high
+
+    def scaling_policy(self) -> ScalingPolicy:
+        return self.policy.scaling_policy() if self.policy else ScalingPolicy()
+
+
+class Resources(ConfigModel):
+    """What a replica reserves, from `config_overrides.resources` or the bento's own `resources`."""
+
+    shape = "a mapping with `cpu`, `memory` and `gpu`"
+
+    cpu: Millicores | None = None
+    memory: Bytes | None = None
+    gpu: Gpus | None = None
+
+
+class ConfigOverrides(ConfigModel):
+    """`config_overrides`: given to bentoml as they are; Tiffin also reads `resources` and `traffic`."""
+
+    shape = "a mapping of bentoml settings"
+
+    resources: Resources | None = None
+    traffic: Traffic | None = None
+    _given: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_as_given(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        overrides = handler(data)
+        if isinstance(data, Mapping):  # not an instance passed on as it is
+            overrides._given = dict(data)
+        return overrides
+
+    @property
+    def given(self) -> dict[str, Any]:
+        return dict(self._given)
+
+
+StrategyName = Annotated[Strategy, one_of(*Strategy)]
+InstanceTypeName = Annotated[str, accepts(text, "must be the name of an instance type such as cpu.2")]
+
+
+class ServiceConfig(ConfigModel):
+    """One Service's settings; `extras` (Kubernetes pod overrides) and unknown keys are ignored."""
+
+    shape = "a mapping of the Service's settings"
+
+    instance_type: InstanceTypeName | None = None
+    scaling: Scaling | None = None
+    envs: Envs | None = None
+    deployment_strategy: StrategyName | None = None
+    cold_start_timeout: Count | None = None
+    config_overrides: ConfigOverrides | None = None
+
+    @field_validator("instance_type")
+    @classmethod
+    def _in_the_catalog(cls, name: str | None, info: ValidationInfo) -> str | None:
+        checks = _checks(info)
+        if name and checks and find(checks.catalog, name) is None:
+            raise invalid(
+                f"names an unknown instance type {name!r}; run `bentoml deployment list-instance-types`"
+                " to see the choices"
+            )
+        return name
+
+
+def _not_yet(canary: object) -> object:
+    if canary:
+        raise invalid("is not supported by Tiffin yet: deploy without it")
+    return canary
+
+
+class DeploymentConfig(ConfigModel):
+    """The config of a create or update: `labels`, `secrets` and `access_authorization` are read where
+    they are used, and canary versions are refused for now."""
+
+    canary: Annotated[Any, AfterValidator(_not_yet)] = None
+    envs: Envs | None = None
+    services: dict[str, ServiceConfig | None] | None = None
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def _services_of_the_bento(cls, services: object, info: ValidationInfo) -> object:
+        if services is None:
+            return None
+        if not isinstance(services, Mapping):
+            raise invalid(f"must be a mapping of Service name to its settings, not {shown(services)}")
+        checks = _checks(info)
+        unknown = next((name for name in services if checks and name not in checks.service_names), None)
+        if checks and unknown is not None:
+            must = f"is not a Service of the bento, whose Services are {', '.join(checks.service_names)}"
+            raise invalid_at((unknown,), must, unknown)
+        return services
+
+    def service(self, name: str) -> ServiceConfig:
+        """The Service's settings; one the config leaves out gets the defaults."""
+        return (self.services or {}).get(name) or ServiceConfig()
+
+
+def parse_config(config: Config, checks: BentoChecks | None = None) -> DeploymentConfig:
+    """The config as models, or a 400 naming its first invalid field (checked against `checks` if any)."""
+    try:
+        return DeploymentConfig.model_validate(config, context=checks)
+    except ValidationError as error:
+        raise refusal(error) from None
+
+
+def validate(
+    config: Config, service_names: Sequence[str], catalog: Sequence[InstanceType]
+) -> DeploymentConfig:
+    """A request's config, checked against its bento's Services and the instance-type catalog."""
+    return parse_config(config, BentoChecks(service_names, catalog))
+
+
 def check_deployment_name(name: str) -> str:
     if not _DEPLOYMENT_NAME.fullmatch(name):
         raise BadRequest(
@@ -88,245 +361,51 @@ def check_deployment_name(name: str) -> str:
     return name
 
 
-def validate(config: Config, service_names: Sequence[str], catalog: Sequence[InstanceType]) -> None:
-    """Raise a 400 naming the first invalid field of `config`; nothing else is checked here."""
-    if config.get("canary"):
-        raise BadRequest("`canary` is not supported by Tiffin yet: deploy without it.")
-    _check_envs(config.get("envs"), "envs")
-    services = config.get("services") or {}
-    if not isinstance(services, Mapping):
-        raise BadRequest("`services` must be a mapping of Service name to its settings.")
-    for name, settings in services.items():
-        if name not in service_names:
-            raise BadRequest(
-                f"`services.{name}`: the bento has no Service named {name!r}; its Services are"
-                f" {', '.join(service_names)}."
-            )
-        _check_service(f"services.{name}", settings or {}, catalog)
-
-
-def _check_service(where: str, settings: Config, catalog: Sequence[InstanceType]) -> None:
-    if not isinstance(settings, Mapping):
-        raise BadRequest(f"`{where}` must be a mapping of the Service's settings.")
-    instance_type = settings.get("instance_type")
-    if instance_type and find(catalog, instance_type) is None:
-        raise BadRequest(
-            f"`{where}.instance_type`: unknown instance type {instance_type!r}; run"
-            " `bentoml deployment list-instance-types` to see the choices."
-        )
-    _check_scaling(f"{where}.scaling", settings.get("scaling") or {})
-    _check_envs(settings.get("envs"), f"{where}.envs")
-    strategy = settings.get("deployment_strategy")
-    if strategy is not None and strategy not in STRATEGIES:
-        raise BadRequest(f"`{where}.deployment_strategy` must be one of {', '.join(STRATEGIES)}.")
-    _check_non_negative(settings.get("cold_start_timeout"), f"{where}.cold_start_timeout")
-    overrides = settings.get("config_overrides") or {}
-    if not isinstance(overrides, Mapping):
-        raise BadRequest(f"`{where}.config_overrides` must be a mapping of bentoml settings.")
-    _check_resources(f"{where}.config_overrides.resources", overrides.get("resources"))
-    check_traffic(f"{where}.config_overrides.traffic", overrides.get("traffic"))
-
-
-def _check_resources(where: str, resources: object) -> None:
-    """Resources that `service_settings` can read: CPU and memory amounts and a whole number of GPUs."""
-    if resources is None:
-        return
-    if not isinstance(resources, Mapping):
-        raise BadRequest(f"`{where}` must be a mapping with `cpu`, `memory` and `gpu`.")
-    for key, parse in (("cpu", parse_cpu), ("memory", parse_memory)):
-        if resources.get(key) is not None:
-            try:
-                parse(resources[key])
-            except BadRequest as exc:
-                raise BadRequest(f"`{where}.{key}`: {exc.message}") from None
-    if resources.get("gpu") is not None and gpu_count(resources["gpu"]) is None:
-        raise BadRequest(f"`{where}.gpu` must be a whole number of GPUs, not {resources['gpu']!r}.")
-
-
-def _check_scaling(where: str, scaling: Config) -> None:
-    if not isinstance(scaling, Mapping):
-        raise BadRequest(f"`{where}` must be a mapping with `min_replicas` and `max_replicas`.")
-    low, high = scaling.get("min_replicas"), scaling.get("max_replicas")
-    _check_non_negative(low, f"{where}.min_replicas")
-    _check_non_negative(high, f"{where}.max_replicas")
-    if high is not None and high < 1:
-        raise BadRequest(f"`{where}.max_replicas` must be at least 1.")
-    if low is not None and high is not None and low > high:
-        raise BadRequest(f"`{where}.min_replicas` ({low}) must not exceed `max_replicas` ({high}).")
-    _check_policy(f"{where}.policy", scaling.get("policy"))
-
-
-def _check_policy(where: str, policy: object) -> None:
-    if policy is None:
-        return
-    if not isinstance(policy, Mapping):
-        raise BadRequest(f"`{where}` must be a mapping with `metrics` and the scale-up/down settings.")
-    _check_metrics(f"{where}.metrics", policy.get("metrics"))
-    for key in ("scale_up_behavior", "scale_down_behavior"):
-        if policy.get(key) is not None and policy[key] not in BEHAVIORS:
-            raise BadRequest(f"`{where}.{key}` must be one of {', '.join(BEHAVIORS)}.")
-    for key in ("scale_up_stabilization_window", "scale_down_stabilization_window"):
-        window = policy.get(key)
-        if window is not None and (not _is_whole(window) or not 0 <= window <= MAX_STABILIZATION_WINDOW):
-            raise BadRequest(
-                f"`{where}.{key}` must be a whole number of seconds from 0 to {MAX_STABILIZATION_WINDOW},"
-                f" not {window!r}."
-            )
-
-
-def _check_metrics(where: str, metrics: object) -> None:
-    if metrics is None:
-        return
-    if not isinstance(metrics, list):
-        raise BadRequest(f"`{where}` must be a list of {{type, value}} items.")
-    seen: set[str] = set()
-    for index, metric in enumerate(metrics):
-        kind = _check_metric(f"{where}[{index}]", metric)
-        if kind in seen:
-            raise BadRequest(f"`{where}[{index}].type` names {kind} a second time; give each metric once.")
-        seen.add(kind)
-
-
-def _check_metric(where: str, metric: object) -> str:
-    """The metric's type, once the item is known to be a valid {type, value}."""
-    if not isinstance(metric, Mapping):
-        raise BadRequest(f"`{where}` must be a mapping with `type` and `value`.")
-    if metric.get("type") not in METRIC_TYPES:
-        raise BadRequest(f"`{where}.type` must be one of {', '.join(METRIC_TYPES)}.")
-    value = metric.get("value")
-    if positive_quantity(value) is None:
-        raise BadRequest(
-            f'`{where}.value` must be a number or quantity above 0 such as 80, "80" or "500m"'
-            f" (percent for cpu, memory and gpu, requests per second per replica for qps), not {value!r}."
-        )
-    return str(metric["type"])
-
-
-def _is_whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_non_negative(value: object, where: str) -> None:
-    if value is None:
-        return
-    if not _is_whole(value) or cast(int, value) < 0:
-        raise BadRequest(f"`{where}` must be a whole number of at least 0, not {value!r}.")
-
-
-def _check_envs(envs: object, where: str) -> None:
-    if envs is None:
-        return
-    if not isinstance(envs, list):
-        raise BadRequest(f"`{where}` must be a list of {{name, value}} items.")
-    for index, item in enumerate(envs):
-        name = item.get("name") if isinstance(item, Mapping) else None
-        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
-            raise BadRequest(f"`{where}[{index}].name` must be a valid environment variable name.")
+# --- from the config to the settings -----------------------------------------------------------------
 
 
 def service_settings(
-    config: Config, manifest: Config, catalog: Sequence[InstanceType]
+    config: Config, manifest: Manifest, catalog: Sequence[InstanceType]
 ) -> list[ServiceSettings]:
     """Effective settings of every Service of the bento, listed in the config or not."""
-    given = config.get("services") or {}
-    global_envs = {**manifest_env_defaults(manifest), **env_map(config.get("envs"))}
+    parsed = parse_config(config)
+    global_envs = {**manifest_env_defaults(manifest), **env_map(parsed.envs)}
     return [
-        _settings_of(svc, given.get(svc["name"]) or {}, global_envs, catalog)
-        for svc in manifest_services(manifest)
+        _settings_of(service, parsed.service(str(service["name"])), global_envs, catalog)
+        for service in manifest_services(manifest)
     ]
 
 
 def _settings_of(
-    service: Config, given: Config, global_envs: Mapping[str, str], catalog: Sequence[InstanceType]
+    service: Manifest, given: ServiceConfig, global_envs: Mapping[str, str], catalog: Sequence[InstanceType]
 ) -> ServiceSettings:
-    scaling = given.get("scaling") or {}
-    high = scaling.get("max_replicas") or max(scaling.get("min_replicas") or 1, 1)
-    low = scaling.get("min_replicas")
-    overrides = dict(given.get("config_overrides") or {})
-    cpu, memory, gpus = _resources(given.get("instance_type"), service, overrides, catalog)
+    scaling = given.scaling or Scaling()
+    low, high = scaling.bounds()
+    overrides = given.config_overrides or ConfigOverrides()
+    cpu, memory, gpus = _resources(given.instance_type, service, overrides.resources, catalog)
     return ServiceSettings(
-        name=service["name"],
-        min_replicas=min(high, 1 if low is None else low),
+        name=str(service["name"]),
+        min_replicas=low,
         max_replicas=high,
-        instance_type=given.get("instance_type"),
+        instance_type=given.instance_type,
         cpu_millicores=cpu,
         memory_bytes=memory,
         gpus=gpus,
-        envs={**global_envs, **env_map(given.get("envs"))},
-        strategy=given.get("deployment_strategy") or DEFAULT_STRATEGY,
-        cold_start_timeout=given.get("cold_start_timeout"),
-        config_overrides=overrides,
-        policy=scaling_policy(scaling.get("policy")),
-        traffic=traffic_config(service.get("config") or {}, overrides),
-    )
-
-
-def scaling_policy(policy: Config | None) -> ScalingPolicy:
-    """A validated `scaling.policy` (or null) as a ScalingPolicy, BentoCloud's defaults filled in."""
-    policy = policy or {}
-    return ScalingPolicy(
-        metrics=tuple(
-            MetricTarget(type=m["type"], value=positive_quantity(m["value"]) or 0.0)
-            for m in policy.get("metrics") or ()
-        ),
-        scale_up_behavior=policy.get("scale_up_behavior") or "fast",
-        scale_down_behavior=policy.get("scale_down_behavior") or "stable",
-        scale_up_stabilization_window=policy.get("scale_up_stabilization_window"),
-        scale_down_stabilization_window=policy.get("scale_down_stabilization_window"),
+        envs={**global_envs, **env_map(given.envs)},
+        strategy=given.deployment_strategy or DEFAULT_STRATEGY,
+        cold_start_timeout=given.cold_start_timeout,
+        config_overrides=overrides.given,
+        policy=scaling.scaling_policy(),
+        traffic=traffic_config(leniently(Traffic, service_setting(service, "traffic")), overrides.traffic),
     )
 
 
 def _resources(
-    instance_type: str | None, service: Config, overrides: Config, catalog: Sequence[InstanceType]
+    instance_type: str | None, service: Manifest, overrides: Resources | None, catalog: Sequence[InstanceType]
 ) -> tuple[int | None, int | None, int]:
     """From the instance type if given, else the Service's own `resources` (overrides win)."""
     chosen = find(catalog, instance_type) if instance_type else None
     if chosen is not None:
         return chosen.cpu_millicores, chosen.memory_bytes, chosen.gpu_count
-    resources = {
-        **((service.get("config") or {}).get("resources") or {}),
-        **(overrides.get("resources") or {}),
-    }
-    cpu, memory = resources.get("cpu"), resources.get("memory")
-    return (
-        parse_cpu(cpu) if cpu is not None else None,
-        parse_memory(memory) if memory is not None else None,
-        gpu_count(resources.get("gpu") or 0) or 0,
-    )
-
-
-def gpu_count(value: object) -> int | None:
-    """A whole, non-negative number of GPUs given as a number or quantity (`1`, `"1"`); else None."""
-    amount = parse_quantity(value)
-    if amount is None or amount < 0 or amount != amount.to_integral_value():
-        return None
-    return int(amount)
-
-
-def manifest_services(manifest: Config) -> list[Config]:
-    """The bento's Services (a legacy bento without `services` counts as one named after it)."""
-    services = manifest.get("services") or []
-    if services:
-        return [s for s in services if isinstance(s, Mapping) and s.get("name")]
-    return [{"name": manifest.get("name") or "service", "config": {}}]
-
-
-def entry_service(manifest: Config) -> str:
-    names = [str(s["name"]) for s in manifest_services(manifest)]
-    entry = manifest.get("entry_service")
-    return str(entry) if entry in names else names[0]
-
-
-def manifest_env_defaults(manifest: Config) -> dict[str, str]:
-    """Env vars the bento declares with a default value for run time."""
-    return {
-        e["name"]: e["value"]
-        for e in manifest.get("envs") or []
-        if isinstance(e, Mapping) and e.get("value") and e.get("stage", "all") != "build"
-    }
-
-
-def env_map(envs: object) -> dict[str, str]:
-    if not isinstance(envs, list):
-        return {}
-    return {str(e["name"]): str(e.get("value") or "") for e in envs if isinstance(e, Mapping)}
+    resources = leniently(Resources, service_setting(service, "resources")).overlaid(overrides)
+    return resources.cpu, resources.memory, resources.gpu or 0

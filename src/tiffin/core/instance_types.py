@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
+from tiffin.core import quantity
 from tiffin.core.errors import BadRequest
-from tiffin.core.quantity import parse_quantity
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -72,13 +72,6 @@ def format_memory(size: int) -> str:
     return str(size)
 
 
-def _whole(number: Decimal) -> int | None:
-    """`number` as an int when it has no fractional part, else None."""
-    if number != number.to_integral_value():
-        return None
-    return int(number)
-
-
 def _amount_text(value: object) -> str | None:
     """The text of a YAML scalar that may hold an amount; None for bools and non-scalars."""
     if isinstance(value, bool):
@@ -90,23 +83,9 @@ def _amount_text(value: object) -> str | None:
     return None
 
 
-def _cpu_millicores(value: object) -> int | None:
-    """Millicores for a CPU quantity like `2`, `"0.5"` or `"500m"`; None when it is not one."""
-    amount = parse_quantity(value)
-    return _whole(amount * 1000) if amount is not None and amount >= 0 else None
-
-
-def _memory_bytes(value: object) -> int | None:
-    """Bytes for a size like `4Gi`, `512M` or `1073741824` (also `1K`, `4 Gi`); None when it is not one."""
-    if isinstance(value, str):
-        value = value.replace(" ", "").removesuffix("K") + ("k" if value.endswith("K") else "")
-    amount = parse_quantity(value)
-    return _whole(amount) if amount is not None and amount >= 0 else None
-
-
 def parse_cpu(value: str | int | float) -> int:
     """Millicores for a CPU amount: cores (`2`, `"2"`, `"0.5"`) or millicores (`"500m"`)."""
-    millicores = _cpu_millicores(value)
+    millicores = quantity.cpu_millicores(value)
     if millicores is None:
         raise BadRequest(
             f"The CPU amount {value!r} must be a number of cores like 2 or 0.5, or of millicores like 500m."
@@ -116,7 +95,7 @@ def parse_cpu(value: str | int | float) -> int:
 
 def parse_memory(value: str | int) -> int:
     """Bytes for a size: binary (`Ki Mi Gi Ti`), decimal (`K M G T`) or a plain byte count."""
-    size = _memory_bytes(value)
+    size = quantity.memory_bytes(value)
     if size is None:
         raise BadRequest(
             f"The memory size {value!r} must be a size like 4Gi, 512Mi, 2G or a number of bytes."
@@ -291,14 +270,14 @@ def _price(where: str, value: object) -> str:
 
 
 def _cpu(where: str, value: object) -> int:
-    millicores = _cpu_millicores(value)
+    millicores = quantity.cpu_millicores(value)
     if not millicores:
         raise BadRequest(f"{where}.cpu must be a positive CPU amount like 2, 0.5 or 500m, not {value!r}.")
     return millicores
 
 
 def _size(where: str, field: str, value: object, example: str) -> int:
-    size = _memory_bytes(value)
+    size = quantity.memory_bytes(value)
     if not size:
         raise BadRequest(f"{where}.{field} must be a size like {example}, not {value!r}.")
     return size

@@ -7,7 +7,8 @@ write them as strings (`value: "80"`); CPU and memory amounts use the same notat
 
 Grammar (Kubernetes' `resource.ParseQuantity`): an optionally signed decimal number, then either a
 binary suffix (`Ki Mi Gi Ti Pi Ei`), a decimal exponent (`e3`, `E-2`) or a decimal suffix
-(`n u m k M G T P E`, or none). Values are exact `Decimal`s; callers decide which are acceptable.
+(`n u m k M G T P E`, or none). Values are exact `Decimal`s; callers decide which are acceptable, or
+use the readings below: CPU in millicores, memory in bytes, whole counts (GPUs), positive targets.
 """
 
 import math
@@ -67,3 +68,33 @@ def positive_quantity(value: object) -> float | None:
     if amount is None or amount <= 0:
         return None
     return float(amount)
+
+
+def cpu_millicores(value: object) -> int | None:
+    """Millicores for a CPU amount like `2`, `"0.5"` or `"500m"`; None when it is not one."""
+    amount = parse_quantity(value)
+    return _whole(amount * 1000) if amount is not None and amount >= 0 else None
+
+
+def memory_bytes(value: object) -> int | None:
+    """Bytes for a size like `4Gi`, `512M` or `1073741824`; None when it is not one.
+
+    Also read as people write them: `1K` for `1k`, and spaces inside (`4 Gi`).
+    """
+    if isinstance(value, str):
+        value = value.replace(" ", "").removesuffix("K") + ("k" if value.endswith("K") else "")
+    amount = parse_quantity(value)
+    return _whole(amount) if amount is not None and amount >= 0 else None
+
+
+def whole_count(value: object) -> int | None:
+    """A whole, non-negative number given as a number or quantity (`1`, `"1"`), such as GPUs; else None."""
+    amount = parse_quantity(value)
+    return _whole(amount) if amount is not None and amount >= 0 else None
+
+
+def _whole(number: Decimal) -> int | None:
+    """`number` as an int when it has no fractional part, else None."""
+    if number != number.to_integral_value():
+        return None
+    return int(number)

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
-from tiffin.core.deployment_config import manifest_services
+from tiffin.core.bento_manifest import manifest_services
 from tiffin.core.errors import BadRequest
 
 PROTECTED_ENDPOINT = "protected_endpoint"

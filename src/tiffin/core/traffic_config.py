@@ -6,13 +6,25 @@ wins key by key. The gateway applies the same numbers in front of the replicas, 
 never reaches a replica that is already at its limit.
 """
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated
 
-from tiffin.core.errors import BadRequest
+from tiffin.core.config_values import AtLeastOne, ConfigModel, Flag, accepts, positive_number
 
 BENTOML_DEFAULT_TIMEOUT_S = 60.0  # bentoml's own default for `traffic.timeout`
+
+Seconds = Annotated[float, accepts(positive_number, "must be a positive number of seconds")]
+
+
+class Traffic(ConfigModel):
+    """`traffic` as a config or a bento gives it; a null or missing key leaves bentoml's default."""
+
+    shape = "a mapping such as {timeout: 60, max_concurrency: 8}"
+
+    timeout: Seconds | None = None
+    max_concurrency: AtLeastOne | None = None  # requests in flight per replica
+    concurrency: AtLeastOne | None = None  # the per-replica concurrency autoscaling aims for
+    external_queue: Flag | None = None
 
 
 @dataclass(frozen=True)
@@ -23,45 +35,12 @@ class TrafficConfig:
     external_queue: bool = False
 
 
-def traffic_config(service_config: Mapping[str, Any], overrides: Mapping[str, Any]) -> TrafficConfig:
-    """The effective settings of one Service: its manifest `config`, then `config_overrides`."""
-    merged = {**_traffic(service_config), **_traffic(overrides)}
-    timeout = merged.get("timeout")
+def traffic_config(bento: Traffic, overrides: Traffic | None) -> TrafficConfig:
+    """The effective settings of one Service: the bento's own, then `config_overrides.traffic`."""
+    traffic = bento.overlaid(overrides)
     return TrafficConfig(
-        timeout_s=float(timeout)
-        if isinstance(timeout, int | float) and timeout > 0
-        else BENTOML_DEFAULT_TIMEOUT_S,
-        max_concurrency=_whole(merged.get("max_concurrency")),
-        concurrency=_whole(merged.get("concurrency")),
-        external_queue=merged.get("external_queue") is True,
+        timeout_s=traffic.timeout or BENTOML_DEFAULT_TIMEOUT_S,
+        max_concurrency=traffic.max_concurrency,
+        concurrency=traffic.concurrency,
+        external_queue=traffic.external_queue is True,
     )
-
-
-def check_traffic(where: str, traffic: object) -> None:
-    """Refuse `config_overrides.traffic` values the gateway could not apply, naming the field."""
-    if traffic is None:
-        return
-    if not isinstance(traffic, Mapping):
-        raise BadRequest(f"`{where}` must be a mapping such as {{timeout: 60, max_concurrency: 8}}.")
-    if traffic.get("timeout") is not None and not _positive_number(traffic["timeout"]):
-        raise BadRequest(
-            f"`{where}.timeout` must be a positive number of seconds, not {traffic['timeout']!r}."
-        )
-    for key in ("max_concurrency", "concurrency"):
-        if traffic.get(key) is not None and _whole(traffic[key]) is None:
-            raise BadRequest(f"`{where}.{key}` must be a whole number of at least 1, not {traffic[key]!r}.")
-    if traffic.get("external_queue") not in (None, True, False):
-        raise BadRequest(f"`{where}.external_queue` must be true or false.")
-
-
-def _traffic(config: Mapping[str, Any]) -> dict[str, Any]:
-    traffic = config.get("traffic")
-    return {k: v for k, v in traffic.items() if v is not None} if isinstance(traffic, Mapping) else {}
-
-
-def _positive_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-
-
-def _whole(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None

@@ -6,6 +6,8 @@ from typing import Any
 from tiffin.artifacts.storage import ArtifactStore
 from tiffin.builder import BuildRequest
 from tiffin.core import deployment_config as dc
+from tiffin.core.bento_manifest import entry_service
+from tiffin.core.deployment_status import DeploymentStatus
 from tiffin.core.instance_types import InstanceType
 from tiffin.reconciler.specs import SecretMaterial
 from tiffin.store.db import Session
@@ -27,7 +29,7 @@ class Wanted:
     port: int
     internal_ports: dict[str, int]
     replica_token_ciphertext: str  # the current revision's: every replica started is one of it
-    status: str
+    status: DeploymentStatus
     status_message: str
     build_request: BuildRequest | None
     secrets: tuple[SecretMaterial, ...]
@@ -35,7 +37,7 @@ class Wanted:
 
     @property
     def entry_service(self) -> str:
-        return dc.entry_service(self.manifest)
+        return entry_service(self.manifest)
 
     @property
     def protected(self) -> bool:
@@ -62,7 +64,7 @@ def read_wanted(
         port=row.port,
         internal_ports={k: int(v) for k, v in row.internal_ports.items()},
         replica_token_ciphertext=revision.replica_token_ciphertext if revision else "",
-        status=row.status,
+        status=DeploymentStatus(row.status),
         status_message=row.status_message,
         build_request=_build_request(revision, artifacts) if revision else None,
         secrets=_secrets(session, row, config, secrets),

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus
+from tiffin.core.deployment_status import DeploymentStatus
+from tiffin.core.strategy import DEFAULT_STRATEGY, Strategy
 from tiffin.reconciler.plan import Action, DesiredService, SlotKey, Stop
 from tiffin.reconciler.status import Status
 from tiffin.store.events import Kind, NewEvent
@@ -60,7 +62,7 @@ def _unfinished(service: DesiredService, observed: Sequence[ReplicaStatus], befo
     return before.rolling.get(service.key) == service.revision and ready < service.replicas
 
 
-def changes(before: View | None, after: View, strategies: Mapping[SlotKey, str]) -> list[Happened]:
+def changes(before: View | None, after: View, strategies: Mapping[SlotKey, Strategy]) -> list[Happened]:
     """Everything that differs between two steps; the first step only reports adopted replicas."""
     if before is None:
         return [_adopted(r) for r in after.replicas.values() if r.phase is not ReplicaPhase.FAILED]
@@ -81,7 +83,7 @@ def action_events(actions: Sequence[Action], replicas: Mapping[str, ReplicaStatu
     return happened
 
 
-TROUBLED_STATUSES = ("unhealthy", "image-build-failed")
+TROUBLED_STATUSES = (DeploymentStatus.UNHEALTHY, DeploymentStatus.IMAGE_BUILD_FAILED)
 
 
 def status_change(deployment: str, old: Status, new: Status) -> Happened:
@@ -141,12 +143,12 @@ def _adopted(replica: ReplicaStatus) -> Happened:
 
 
 def _rollout_changes(
-    before: Mapping[SlotKey, str], after: View, strategies: Mapping[SlotKey, str]
+    before: Mapping[SlotKey, str], after: View, strategies: Mapping[SlotKey, Strategy]
 ) -> list[Happened]:
     happened = []
     for key, revision in after.rolling.items():
         if before.get(key) != revision:
-            strategy = strategies.get(key, "Recreate")
+            strategy = strategies.get(key, DEFAULT_STRATEGY)
             message = f"Rolling Service {key[1]} out to revision {revision} ({strategy})."
             happened.append(Happened(key[0], NewEvent(Kind.ROLLOUT, message, key[1])))
     for key, revision in before.items():

@@ -18,6 +18,7 @@ from tiffin.autoscaler import DEFAULT_SETTINGS, ScalerSettings
 from tiffin.backends.protocol import Backend, ReplicaPhase, ReplicaStatus
 from tiffin.builder import Builder
 from tiffin.core.clock import Clock
+from tiffin.core.deployment_status import DeploymentStatus
 from tiffin.core.instance_types import InstanceType
 from tiffin.core.settings import DEFAULT_QUEUE_CAPACITY
 from tiffin.reconciler.admission import admission, cold_start_timeout
@@ -158,7 +159,7 @@ class Reconciler:
                 DesiredService(want.name, s.name, want.revision, counts[s.name], None, s.strategy)
                 for s in want.settings
             ]
-            return kept, waiting or Status("image-building")
+            return kept, waiting or Status(DeploymentStatus.IMAGE_BUILDING)
         runtime = RuntimeContext(
             deployment=want.name,
             revision=want.revision,

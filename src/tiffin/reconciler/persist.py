@@ -11,6 +11,7 @@ from datetime import datetime
 
 from tiffin.backends.protocol import ReplicaStatus
 from tiffin.core.clock import Clock
+from tiffin.core.deployment_status import DeploymentStatus
 from tiffin.reconciler.events import Happened, status_change
 from tiffin.reconciler.plan import RestartBook
 from tiffin.reconciler.status import Status
@@ -41,7 +42,7 @@ class Observed:
 
     def write(self, row: Deployment, now: datetime) -> list[Happened]:
         """Store it on `row`; a new status is also an event."""
-        status, was = self.statuses[row.name], Status(row.status, row.status_message)
+        status, was = self.statuses[row.name], Status(DeploymentStatus(row.status), row.status_message)
         if (was.status, was.message) != (status.status, status.message):
             row.status, row.status_message, row.status_updated_at = status.status, status.message, now
         row.scale = self._scale(row)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from tiffin.backends.protocol import ReplicaPhase, ReplicaSpec, ReplicaStatus
+from tiffin.core.strategy import DEFAULT_STRATEGY, Strategy
 from tiffin.reconciler.rollout import RAMP_PAUSE_S, Budget, budget
 from tiffin.routing.traffic import ReplicaTraffic
 
@@ -38,7 +39,7 @@ class DesiredService:
     revision: str
     replicas: int
     template: ReplicaSpec | None
-    strategy: str = "Recreate"
+    strategy: Strategy = DEFAULT_STRATEGY
     ramp_pause_s: float = RAMP_PAUSE_S
 
     @property

@@ -11,6 +11,8 @@
 import math
 from dataclasses import dataclass
 
+from tiffin.core.strategy import Strategy
+
 RAMP_PAUSE_S = 5.0
 
 
@@ -23,12 +25,12 @@ class Budget:
     roll_back_on_failure: bool = False
 
 
-def budget(strategy: str, replicas: int, ramp_pause_s: float = RAMP_PAUSE_S) -> Budget:
-    if strategy == "RollingUpdate":
+def budget(strategy: Strategy, replicas: int, ramp_pause_s: float = RAMP_PAUSE_S) -> Budget:
+    if strategy == Strategy.ROLLING_UPDATE:
         surge, unavailable = math.ceil(replicas * 0.25), math.floor(replicas * 0.25)
         return Budget(surge if surge or unavailable else 1, unavailable)
-    if strategy == "RampedSlowRollout":
+    if strategy == Strategy.RAMPED_SLOW_ROLLOUT:
         return Budget(1, 0, pause_s=ramp_pause_s)
-    if strategy == "BestEffortControlledRollout":
+    if strategy == Strategy.BEST_EFFORT_CONTROLLED_ROLLOUT:
         return Budget(0, max(1, math.floor(replicas * 0.2)), roll_back_on_failure=True)
     return Budget(0, replicas, recreate=True)

@@ -4,6 +4,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus
+from tiffin.core.deployment_status import DeploymentStatus
 from tiffin.routing.snapshot import Admission, DeploymentRoute, RoutingSnapshot, ServiceRoute
 
 
@@ -14,7 +15,7 @@ class RouteInput:
     entry_service: str
     internal_ports: Mapping[str, int]
     protected: bool
-    status: str
+    status: DeploymentStatus
     message: str
     admissions: Mapping[str, Admission] = field(default_factory=dict)  # by Service; default: no waiting
 

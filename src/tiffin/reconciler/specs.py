@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from tiffin.backends.protocol import MountedFile, ReplicaSpec, Resources
-from tiffin.core.deployment_config import ServiceSettings, manifest_services
+from tiffin.core.bento_manifest import manifest_services
+from tiffin.core.deployment_config import ServiceSettings
 from tiffin.reconciler.admission import replica_overrides
 
 NAMESPACE = "tiffin"

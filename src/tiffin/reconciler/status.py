@@ -1,4 +1,4 @@
-"""A deployment's status string (docs/bentocloud-api.md §5.1) and message, derived from what the reconciler
+"""A deployment's status (docs/bentocloud-api.md §5.1) and message, derived from what the reconciler
 knows.
 
 Pure: the same inputs always give the same status, so the rules can be tested table by table.
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus
+from tiffin.core.deployment_status import DeploymentStatus
 from tiffin.reconciler.plan import DesiredService, RestartBook
 
 UNHEALTHY_AFTER_FAILURES = 3
@@ -22,21 +23,21 @@ class BuildState:
 
 @dataclass(frozen=True)
 class Status:
-    status: str
+    status: DeploymentStatus
     message: str = ""
 
 
 def terminated_status(observed: Sequence[ReplicaStatus]) -> Status:
     if observed:
-        return Status("terminating", f"Stopping {len(observed)} replica(s).")
-    return Status("terminated", "Terminated: restore the deployment to serve traffic again.")
+        return Status(DeploymentStatus.TERMINATING, f"Stopping {len(observed)} replica(s).")
+    return Status(DeploymentStatus.TERMINATED, "Terminated: restore the deployment to serve traffic again.")
 
 
 def build_status(build: BuildState) -> Status | None:
     if build.phase == "building":
-        return Status("image-building", "Building the bento's environment.")
+        return Status(DeploymentStatus.IMAGE_BUILDING, "Building the bento's environment.")
     if build.phase == "failed":
-        return Status("image-build-failed", build.message)
+        return Status(DeploymentStatus.IMAGE_BUILD_FAILED, build.message)
     return None
 
 
@@ -49,7 +50,7 @@ def runtime_status(
     """running when every Service has its replicas ready; unhealthy when one keeps crashing;
     scaled-to-zero when the autoscaler has taken every Service to zero and the last replica is gone."""
     if desired and all(s.replicas == 0 for s in desired) and not observed:
-        return Status("scaled-to-zero", SCALED_TO_ZERO)
+        return Status(DeploymentStatus.SCALED_TO_ZERO, SCALED_TO_ZERO)
     for service in desired:
         mine = [
             r
@@ -60,10 +61,11 @@ def runtime_status(
         ready = sum(r.phase is ReplicaPhase.RUNNING for r in mine)
         health = book.health(service.key)
         if ready == 0 and health.consecutive_failures >= UNHEALTHY_AFTER_FAILURES:
-            return Status("unhealthy", _failing(service, health.restarts, health.last_reason, observed))
+            message = _failing(service, health.restarts, health.last_reason, observed)
+            return Status(DeploymentStatus.UNHEALTHY, message)
         if ready < service.replicas:
-            return Status("deploying", _waiting(service, mine, ready))
-    return Status("running", " ".join(notes))
+            return Status(DeploymentStatus.DEPLOYING, _waiting(service, mine, ready))
+    return Status(DeploymentStatus.RUNNING, " ".join(notes))
 
 
 def _failing(service: DesiredService, restarts: int, reason: str, observed: Sequence[ReplicaStatus]) -> str:

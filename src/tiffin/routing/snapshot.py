@@ -7,6 +7,8 @@ consistent picture.
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from tiffin.core.deployment_status import DeploymentStatus
+
 
 @dataclass(frozen=True)
 class Admission:
@@ -41,7 +43,7 @@ class DeploymentRoute:
     entry_service: str
     services: Mapping[str, ServiceRoute]
     protected: bool = False  # requires `Authorization: Bearer <token>` with protected_endpoint scope
-    status: str = "running"  # e.g. "terminated": the gateway answers with a clear error instead
+    status: DeploymentStatus = DeploymentStatus.RUNNING  # e.g. terminated: the gateway answers with an error
     message: str = ""  # why traffic cannot be served, when there is no ready replica
 
 

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from tiffin.core.deployment_config import manifest_services
+from tiffin.core.bento_manifest import manifest_services
+from tiffin.core.deployment_status import DeploymentStatus
 from tiffin.core.errors import BadRequest, Conflict, NotFound
 from tiffin.store import events
 from tiffin.store.events import Kind, NewEvent
@@ -122,7 +123,7 @@ def add_revision(
     mint_replica_token(session, row.name, revision, box, now)
     row.current_revision_id = revision.id
     row.lifecycle = ACTIVE
-    row.status, row.status_message, row.updated_at = "deploying", "", now
+    row.status, row.status_message, row.updated_at = DeploymentStatus.DEPLOYING, "", now
     bento = f"{change.artifact.repository.name}:{change.artifact.version}"
     event = NewEvent(change.kind, f"Revision {revision.uid} ({bento}): {change.why}.")
     events.record(session, (row.id, row.name), event, now)
@@ -160,7 +161,7 @@ def current_revision(session: Session, row: Deployment) -> DeploymentRevision | 
 
 def terminate(session: Session, row: Deployment, user: User, now: datetime) -> None:
     row.lifecycle = TERMINATED
-    row.status, row.status_message, row.updated_at = "terminating", "", now
+    row.status, row.status_message, row.updated_at = DeploymentStatus.TERMINATING, "", now
     message = f"{user.name} terminated the deployment: every replica drains and stops; revisions are kept."
     events.record(session, (row.id, row.name), NewEvent(Kind.LIFECYCLE, message), now)
 
@@ -295,7 +296,7 @@ def restore(session: Session, row: Deployment, user: User, now: datetime) -> Non
     if row.lifecycle != TERMINATED:
         raise Conflict(f"Deployment {row.name!r} is not terminated, so there is nothing to restore.")
     row.lifecycle = ACTIVE
-    row.status, row.status_message, row.updated_at = "deploying", "", now
+    row.status, row.status_message, row.updated_at = DeploymentStatus.DEPLOYING, "", now
     revision = current_revision(session, row)
     message = f"{user.name} restored the deployment with revision {revision.uid if revision else '?'}."
     events.record(session, (row.id, row.name), NewEvent(Kind.LIFECYCLE, message), now)

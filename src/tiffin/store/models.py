@@ -6,6 +6,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from tiffin.core.deployment_status import DeploymentStatus
 from tiffin.core.ids import new_uid
 
 Labels = list[dict[str, str]]
@@ -141,7 +142,7 @@ class Deployment(Timestamped, Base):
     current_revision_id: Mapped[int | None] = mapped_column(Integer)
     port: Mapped[int] = mapped_column(Integer, unique=True)
     internal_ports: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(32), default="deploying")
+    status: Mapped[str] = mapped_column(String(32), default=DeploymentStatus.DEPLOYING)  # a DeploymentStatus
     status_message: Mapped[str] = mapped_column(Text, default="")
     status_updated_at: Mapped[datetime | None]
     scale: Mapped[dict[str, Any]] = mapped_column(default=dict)  # per Service: replicas, ready, waiting
