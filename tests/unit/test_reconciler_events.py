@@ -4,7 +4,7 @@ from pathlib import Path
 
 from tiffin.backends.protocol import ReplicaPhase, ReplicaSpec, ReplicaStatus
 from tiffin.reconciler.events import Happened, View, action_events, changes, status_change, view_of
-from tiffin.reconciler.plan import DesiredService, Stop
+from tiffin.reconciler.plan import DesiredService, Drain, Stop
 from tiffin.reconciler.status import Status
 from tiffin.store.events import Kind
 
@@ -95,7 +95,7 @@ def test_no_rollout_while_the_new_revision_cannot_start_yet() -> None:
 
 def test_removals_say_whether_the_replica_drains_and_why() -> None:
     seen = {"a": replica("a", P.RUNNING), "b": replica("b", P.STARTING)}
-    actions = [Stop("a", "scaled down"), Stop("b", "no longer deployed"), Stop("gone", "x")]
+    actions = [Drain("a", "scaled down"), Stop("b", "no longer deployed"), Stop("gone", "x")]
     assert messages(action_events(actions, seen)) == [
         "Replica a drains and stops: scaled down.",
         "Replica b stops: no longer deployed.",

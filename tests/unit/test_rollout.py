@@ -11,7 +11,7 @@ import pytest
 
 from tiffin.backends.fake import FakeBackend
 from tiffin.backends.protocol import ReplicaPhase, ReplicaSpec
-from tiffin.reconciler.plan import DesiredService, RestartBook, RollBack, Start, Stop, plan
+from tiffin.reconciler.plan import DesiredService, Drain, RestartBook, RollBack, Start, Stop, plan
 from tiffin.reconciler.rollout import budget
 from tiffin.reconciler.status import runtime_status
 from tiffin.routing.traffic import ReplicaTraffic
@@ -53,7 +53,7 @@ class Rollout:
         for action in actions:
             if isinstance(action, Start):
                 self.backend.start(action.spec)
-            elif isinstance(action, Stop):
+            elif isinstance(action, Stop | Drain):
                 self.backend.stop(action.replica_id)
         self.history.append(self.counts(revision))
 
@@ -189,7 +189,7 @@ def test_a_new_revision_that_never_gets_ready_leaves_the_old_one_serving() -> No
         for action in actions:
             if isinstance(action, Start):
                 rollout.backend.start(action.spec)
-            elif isinstance(action, Stop):
+            elif isinstance(action, Stop | Drain):
                 rollout.backend.stop(action.replica_id)
             else:
                 rollout.backend.forget(action.replica_id)  # type: ignore[union-attr]
@@ -254,5 +254,5 @@ def test_after_a_rollback_the_replicas_of_the_undone_revision_go_first() -> None
     actions, _ = plan(
         [desired("rev3", 3, "BestEffortControlledRollout")], rollout.backend.observe(), rollout.book, 0, str
     )
-    stopped = [a.replica_id for a in actions if isinstance(a, Stop)]
+    stopped = [a.replica_id for a in actions if isinstance(a, Stop | Drain)]
     assert stopped and all(r.startswith("rev2") for r in stopped), stopped

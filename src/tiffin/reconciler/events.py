@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus
 from tiffin.core.deployment_status import DeploymentStatus
 from tiffin.core.strategy import DEFAULT_STRATEGY, Strategy
-from tiffin.reconciler.plan import Action, DesiredService, SlotKey, Stop
+from tiffin.reconciler.plan import Action, DesiredService, Drain, SlotKey, Stop
 from tiffin.reconciler.status import Status
 from tiffin.store.events import Kind, NewEvent
 
@@ -76,10 +76,13 @@ def action_events(actions: Sequence[Action], replicas: Mapping[str, ReplicaStatu
     """Removals with their reason; a rollback is recorded by the store together with its revision."""
     happened = []
     for action in actions:
-        if isinstance(action, Stop) and (replica := replicas.get(action.replica_id)) is not None:
-            verb = "drains and stops" if replica.phase is ReplicaPhase.RUNNING else "stops"
-            message = f"Replica {replica.replica_id} {verb}: {action.reason}."
-            happened.append(_replica_event(replica, message))
+        if not isinstance(action, Drain | Stop):
+            continue
+        replica = replicas.get(action.replica_id)
+        if replica is None or replica.phase is ReplicaPhase.FAILED:
+            continue  # a failure has its own event
+        verb = "drains and stops" if isinstance(action, Drain) else "stops"
+        happened.append(_replica_event(replica, f"Replica {replica.replica_id} {verb}: {action.reason}."))
     return happened
 
 

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from tiffin.artifacts.storage import ArtifactStore
 from tiffin.autoscaler import DEFAULT_SETTINGS, ScalerSettings
-from tiffin.backends.protocol import Backend, ReplicaPhase, ReplicaStatus
+from tiffin.backends.protocol import Backend, ReplicaStatus
 from tiffin.builder import Builder
 from tiffin.core.clock import Clock
 from tiffin.core.deployment_status import DeploymentStatus
@@ -27,8 +27,9 @@ from tiffin.reconciler.desired import Wanted, read_wanted
 from tiffin.reconciler.draining import Drains
 from tiffin.reconciler.events import Happened, View, action_events, changes, view_of
 from tiffin.reconciler.persist import Observed, Recorder, Replicas, remembered_restarts
-from tiffin.reconciler.plan import Action, DesiredService, Forget, RollBack, Start, Stop, plan
+from tiffin.reconciler.plan import Action, DesiredService, Drain, Forget, RollBack, Start, Stop, plan
 from tiffin.reconciler.readiness import ReadinessDeadlines
+from tiffin.reconciler.replica_set import ReplicaSet
 from tiffin.reconciler.routing import RouteInput, newer, snapshot
 from tiffin.reconciler.scaling import ScaledService, Scaler, scale_report
 from tiffin.reconciler.specs import RuntimeContext, replica_template
@@ -101,9 +102,12 @@ class Reconciler:
         decided = self._decide(wanted, observed)
         observed = self._deadlines.as_seen(observed, decided.ready_timeouts, now)
         by_replica = _by_replica(observed, traffic.replicas)
-        actions, self._book = plan(decided.desired, observed, self._book, now, _replica_id, by_replica)
+        overdue = self._deadlines.overdue_ids()
+        actions, self._book = plan(
+            decided.desired, observed, self._book, now, _replica_id, by_replica, still_running=overdue
+        )
         happened = scaled + self._happened(decided.desired, observed, actions)
-        self._act(actions, {r.replica_id: r for r in actual}, now)
+        self._act(actions, now)
         scales = scale_report(sized, self._scaler.counts, observed, traffic)
         self._recorder.persist(
             rows, Observed(decided.statuses, scales), Replicas(observed, self._book), happened
@@ -132,6 +136,7 @@ class Reconciler:
 
     def _decide(self, wanted: Sequence[Wanted], observed: Sequence[ReplicaStatus]) -> _Decided:
         self._builds.keep_only({w.revision for w in wanted if w.active})
+        replicas = ReplicaSet(observed)
         desired: list[DesiredService] = []
         routes: list[RouteInput] = []
         statuses: dict[str, Status] = {}
@@ -139,8 +144,7 @@ class Reconciler:
         for want in wanted:
             for settings in want.settings:
                 timeouts[(want.name, settings.name, want.revision)] = cold_start_timeout(settings)
-            mine = [r for r in observed if r.deployment == want.name]
-            services, status = self._desired_of(want, mine)
+            services, status = self._desired_of(want, replicas.of(want.name).get())
             desired += services
             statuses[want.name] = status
             routes.append(_route_input(want, status, self._deps.queue_capacity))
@@ -181,30 +185,26 @@ class Reconciler:
         ]
         return services, runtime_status(services, observed, self._book)
 
-    def _act(self, actions: Sequence[Action], actual: dict[str, ReplicaStatus], now: float) -> None:
+    def _act(self, actions: Sequence[Action], now: float) -> None:
         for action in sorted(actions, key=lambda a: isinstance(a, Start)):
             try:
-                self._execute(action, actual, now)
+                self._execute(action, now)
             except Exception:
                 log.exception("could not execute %s", action)
         for replica_id in self._drains.due(now):
             log.debug("stopping %s after draining", replica_id)
             self._deps.backend.stop(replica_id)
 
-    def _execute(self, action: Action, actual: dict[str, ReplicaStatus], now: float) -> None:
+    def _execute(self, action: Action, now: float) -> None:
         backend = self._deps.backend
         if isinstance(action, Forget):
-            if self._deadlines.overdue(action.replica_id):
-                backend.stop(action.replica_id)  # still running, only judged failed
-            else:
-                backend.forget(action.replica_id)
+            backend.forget(action.replica_id)
         elif isinstance(action, Stop):
-            replica = actual.get(action.replica_id)
-            log.debug("removing %s: %s", action.replica_id, action.reason)
-            if replica is not None and replica.phase is ReplicaPhase.RUNNING:
-                self._drains.begin(action.replica_id, now)
-            else:
-                backend.stop(action.replica_id)
+            log.debug("stopping %s: %s", action.replica_id, action.reason)
+            backend.stop(action.replica_id)
+        elif isinstance(action, Drain):
+            log.debug("draining %s: %s", action.replica_id, action.reason)
+            self._drains.begin(action.replica_id, now)
         elif isinstance(action, RollBack):
             log.debug("rolling %s back: %s", action.deployment, action.reason)
             with self._deps.db.session() as session:

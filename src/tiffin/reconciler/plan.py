@@ -4,18 +4,18 @@ No clock is read and nothing is executed here: `now` is an argument, decisions c
 the crash-backoff bookkeeping is returned as a new value, so every rule is unit-testable.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from tiffin.backends.protocol import ReplicaPhase, ReplicaSpec, ReplicaStatus
 from tiffin.core.strategy import DEFAULT_STRATEGY, Strategy
+from tiffin.reconciler.replica_set import LIVE, ReplicaSet
 from tiffin.reconciler.rollout import RAMP_PAUSE_S, Budget, budget
 from tiffin.routing.traffic import ReplicaTraffic
 
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 30.0
-LIVE = (ReplicaPhase.PENDING, ReplicaPhase.STARTING, ReplicaPhase.RUNNING)
 # BestEffortControlledRollout judges a new revision's error rate once it has answered this many requests;
 # it is "clearly worse" when it exceeds the previous revision's by 10 points and is at least twice it.
 ERROR_RATE_MIN_REQUESTS = 20
@@ -58,12 +58,25 @@ class Start:
 
 @dataclass(frozen=True)
 class Stop:
+    """Stop a replica now: SIGTERM, SIGKILL after the grace period (it serves no traffic)."""
+
+    replica_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Stop a ready replica gracefully: out of the routes first, stopped once in-flight requests had
+    a moment to finish."""
+
     replica_id: str
     reason: str
 
 
 @dataclass(frozen=True)
 class Forget:
+    """Drop a failed replica whose processes are gone."""
+
     replica_id: str
 
 
@@ -76,7 +89,15 @@ class RollBack:
     reason: str
 
 
-Action = Start | Stop | Forget | RollBack
+Action = Start | Drain | Stop | Forget | RollBack
+Removal = Drain | Stop
+
+
+def removal(replica: ReplicaStatus, reason: str) -> Removal:
+    """How a replica goes: drained when it serves traffic, stopped at once otherwise."""
+    if replica.phase is ReplicaPhase.RUNNING:
+        return Drain(replica.replica_id, reason)
+    return Stop(replica.replica_id, reason)
 
 
 @dataclass(frozen=True)
@@ -120,14 +141,19 @@ def plan(
     now: float,
     new_replica_id: Callable[[DesiredService], str],
     traffic: Mapping[str, ReplicaTraffic] = NO_TRAFFIC,
+    still_running: Collection[str] = (),
 ) -> tuple[list[Action], RestartBook]:
-    """`traffic`: what the gateway counted per replica id, for BestEffortControlledRollout's judgement."""
+    """`traffic`: what the gateway counted per replica id, for BestEffortControlledRollout's judgement;
+    `still_running`: failed replicas whose processes still run (judged failed for missing their
+    cold-start deadline), which are stopped rather than forgotten."""
     slots = {d.key for d in desired}
     actions: list[Action] = []
-    book = _record_outcomes(observed, book, now, actions)
+    book = _record_outcomes(observed, book, now, actions, still_running)
     actions += _stop_unwanted(observed, slots)
+    replicas = ReplicaSet(observed)
     for service in desired:
-        new, old = _live(observed, service), _older(observed, service)
+        mine = replicas.of(*service.key)
+        new, old = mine.of_revision(service.revision).get(*LIVE), mine.other_than(service.revision).get(*LIVE)
         book = _settle(service, new, old, book)
         rollback = _roll_back(service, observed, traffic, book.health(service.key))
         if rollback is not None:
@@ -188,14 +214,21 @@ def _worse_error_rate(
 
 
 def _record_outcomes(
-    observed: Sequence[ReplicaStatus], book: RestartBook, now: float, actions: list[Action]
+    observed: Sequence[ReplicaStatus],
+    book: RestartBook,
+    now: float,
+    actions: list[Action],
+    still_running: Collection[str],
 ) -> RestartBook:
-    """Failed replicas are forgotten and counted; a running one clears its slot's failure streak."""
+    """Failed replicas are counted and forgotten (or stopped, if still running); a ready one clears its
+    slot's failure streak."""
     for replica in observed:
         key = (replica.deployment, replica.service)
         health = book.health(key)
         if replica.phase is ReplicaPhase.FAILED:
-            actions.append(Forget(replica.replica_id))
+            replica_id = replica.replica_id
+            failed = Stop(replica_id, replica.reason) if replica_id in still_running else Forget(replica_id)
+            actions.append(failed)
             book = book.with_health(key, _failed(health, replica, now))
         elif _ends_streak(replica, health):
             book = book.with_health(key, replace(health, consecutive_failures=0))
@@ -227,27 +260,14 @@ def _failed(health: SlotHealth, replica: ReplicaStatus, now: float) -> SlotHealt
 
 def _stop_unwanted(observed: Sequence[ReplicaStatus], slots: set[SlotKey]) -> list[Action]:
     return [
-        Stop(r.replica_id, "no longer deployed")
+        removal(r, "no longer deployed")
         for r in observed
         if r.phase in LIVE and (r.deployment, r.service) not in slots
     ]
 
 
-def _older(observed: Sequence[ReplicaStatus], service: DesiredService) -> list[ReplicaStatus]:
-    return [
-        r
-        for r in observed
-        if r.phase in LIVE and (r.deployment, r.service) == service.key and r.revision != service.revision
-    ]
-
-
 def _failed_new(observed: Sequence[ReplicaStatus], service: DesiredService) -> list[ReplicaStatus]:
-    return [
-        r
-        for r in observed
-        if r.phase is ReplicaPhase.FAILED
-        and (r.deployment, r.service, r.revision) == (service.deployment, service.service, service.revision)
-    ]
+    return ReplicaSet(observed).of(*service.key).of_revision(service.revision).get(ReplicaPhase.FAILED)
 
 
 def _roll(
@@ -261,7 +281,7 @@ def _roll(
     """One step of replacing `old` replicas by ones of the current revision, within the budget."""
     budget = service.budget
     if budget.recreate:
-        return [Stop(r.replica_id, "Recreate: old replicas go before new ones start") for r in old], book
+        return [removal(r, "Recreate: old replicas go before new ones start") for r in old], book
     health = book.health(service.key)
     stops = _old_to_stop(service, new, old, health.settled_revision)
     if budget.pause_s and any(r.phase is ReplicaPhase.RUNNING for r in old if r.replica_id in _ids(stops)):
@@ -275,7 +295,7 @@ def _roll(
 
 def _old_to_stop(
     service: DesiredService, new: list[ReplicaStatus], old: list[ReplicaStatus], settled: str
-) -> list[Stop]:
+) -> list[Removal]:
     """Old replicas that serve nothing go at once; ready ones only while enough replicas stay ready,
     those of a revision that never finished its rollout (say, the one rolled back from) first."""
     ready_old = sorted(
@@ -284,12 +304,8 @@ def _old_to_stop(
     new_ready = sum(r.phase is ReplicaPhase.RUNNING for r in new)
     floor = service.replicas - service.budget.max_unavailable
     removable = len(ready_old) if new_ready >= service.replicas else len(ready_old) + new_ready - floor
-    stops = [
-        Stop(r.replica_id, "not serving; replaced by the new revision") for r in old if r not in ready_old
-    ]
-    return stops + [
-        Stop(r.replica_id, "replaced by the new revision") for r in ready_old[: max(0, removable)]
-    ]
+    stops = [removal(r, "not serving; replaced by the new revision") for r in old if r not in ready_old]
+    return stops + [removal(r, "replaced by the new revision") for r in ready_old[: max(0, removable)]]
 
 
 def _starts(
@@ -305,17 +321,8 @@ def _starts(
     return [Start(replace(template, replica_id=new_replica_id(service))) for _ in range(count)]
 
 
-def _ids(actions: Sequence[Stop]) -> set[str]:
+def _ids(actions: Sequence[Removal]) -> set[str]:
     return {a.replica_id for a in actions}
-
-
-def _live(observed: Sequence[ReplicaStatus], service: DesiredService) -> list[ReplicaStatus]:
-    return [
-        r
-        for r in observed
-        if r.phase in LIVE
-        and (r.deployment, r.service, r.revision) == (service.deployment, service.service, service.revision)
-    ]
 
 
 def _scale(
@@ -329,7 +336,7 @@ def _scale(
     if missing > 0:
         return _starts(service, missing, health, now, new_replica_id)
     surplus = sorted(live, key=_stop_order)[: -missing or None] if missing < 0 else []
-    return [Stop(r.replica_id, "scaled down") for r in surplus]
+    return [removal(r, "scaled down") for r in surplus]
 
 
 def _stop_order(replica: ReplicaStatus) -> int:

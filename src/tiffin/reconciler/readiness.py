@@ -29,8 +29,9 @@ class ReadinessDeadlines:
         self._overdue &= starting
         return [self._judge(r, timeouts, now) for r in observed]
 
-    def overdue(self, replica_id: str) -> bool:
-        return replica_id in self._overdue
+    def overdue_ids(self) -> frozenset[str]:
+        """Replicas judged failed for missing their deadline, whose processes still run."""
+        return frozenset(self._overdue)
 
     def _judge(
         self, replica: ReplicaStatus, timeouts: Mapping[ServiceKey, float], now: float

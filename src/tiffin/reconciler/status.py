@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus
 from tiffin.core.deployment_status import DeploymentStatus
 from tiffin.reconciler.plan import DesiredService, RestartBook
+from tiffin.reconciler.replica_set import ReplicaSet
 
 UNHEALTHY_AFTER_FAILURES = 3
 SCALED_TO_ZERO = "No replica runs while there is no traffic; the next request starts one and waits for it."
@@ -51,40 +52,32 @@ def runtime_status(
     scaled-to-zero when the autoscaler has taken every Service to zero and the last replica is gone."""
     if desired and all(s.replicas == 0 for s in desired) and not observed:
         return Status(DeploymentStatus.SCALED_TO_ZERO, SCALED_TO_ZERO)
+    replicas = ReplicaSet(observed)
     for service in desired:
-        mine = [
-            r
-            for r in observed
-            if (r.deployment, r.service, r.revision)
-            == (service.deployment, service.service, service.revision)
-        ]
-        ready = sum(r.phase is ReplicaPhase.RUNNING for r in mine)
+        slot = replicas.of(*service.key)
+        mine = slot.of_revision(service.revision)
+        ready = mine.count(ReplicaPhase.RUNNING)
         health = book.health(service.key)
         if ready == 0 and health.consecutive_failures >= UNHEALTHY_AFTER_FAILURES:
-            message = _failing(service, health.restarts, health.last_reason, observed)
+            old_ready = slot.other_than(service.revision).count(ReplicaPhase.RUNNING)
+            message = _failing(service, health.restarts, health.last_reason, old_ready)
             return Status(DeploymentStatus.UNHEALTHY, message)
         if ready < service.replicas:
             return Status(DeploymentStatus.DEPLOYING, _waiting(service, mine, ready))
     return Status(DeploymentStatus.RUNNING, " ".join(notes))
 
 
-def _failing(service: DesiredService, restarts: int, reason: str, observed: Sequence[ReplicaStatus]) -> str:
+def _failing(service: DesiredService, restarts: int, reason: str, old_ready: int) -> str:
     message = f"Service {service.service} keeps failing ({restarts} restarts): {reason}"
-    old_ready = sum(
-        r.phase is ReplicaPhase.RUNNING
-        and (r.deployment, r.service) == service.key
-        and r.revision != service.revision
-        for r in observed
-    )
     if old_ready:
         serving = f"the previous revision keeps serving ({old_ready} replicas)"
         return f"Rollout stuck: {message}; {serving}: roll back or fix it."
     return message
 
 
-def _waiting(service: DesiredService, mine: Sequence[ReplicaStatus], ready: int) -> str:
-    pending = [r.reason for r in mine if r.phase is ReplicaPhase.PENDING and r.reason]
-    errors = [r.last_error for r in mine if r.phase is ReplicaPhase.STARTING and r.last_error]
+def _waiting(service: DesiredService, mine: ReplicaSet, ready: int) -> str:
+    pending = [r.reason for r in mine.get(ReplicaPhase.PENDING) if r.reason]
+    errors = [r.last_error for r in mine.get(ReplicaPhase.STARTING) if r.last_error]
     detail = f" Pending: {pending[0]}" if pending else ""
     if errors:
         detail += f" A starting replica reports: {errors[0]}"
