@@ -997,7 +997,7 @@ def forwarded_request(head: RequestHead, body: bytes) -> bytes:
     """The bytes the gateway sends a replica for this request (body pieces joined into one)."""
     wire = framing.request_head(head, CLIENT)
     if head.framing is Framing.CHUNKED:
-        return wire + (framing.chunk(body) if body else b"") + framing.LAST_CHUNK
+        return wire + (b"".join(framing.chunk(body)) if body else b"") + framing.LAST_CHUNK
     return wire + body
 
 
@@ -1049,7 +1049,7 @@ def reframed_response(head: ResponseHead, request: RequestHead, body: bytes) -> 
     if request.method == b"HEAD" or head.status == 101:
         return wire
     if framing.chunked_to_client(head, request):
-        return wire + (framing.chunk(body) if body else b"") + framing.LAST_CHUNK
+        return wire + (b"".join(framing.chunk(body)) if body else b"") + framing.LAST_CHUNK
     return wire + body
 
 

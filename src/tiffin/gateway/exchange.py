@@ -177,15 +177,15 @@ class Forwarded:
 
     def send(self, data: bytes) -> None:
         """A piece of the request body."""
-        framed = chunk(data) if self.request.framing is Framing.CHUNKED else data
-        self._out.append(framed)
-        self._keep(framed)
+        pieces = chunk(data) if self.request.framing is Framing.CHUNKED else (data,)
+        self._out += pieces
+        self._keep(pieces)
 
     def finish_request(self) -> None:
         """The request body is complete."""
         if self.request.framing is Framing.CHUNKED:
             self._out.append(LAST_CHUNK)
-            self._keep(LAST_CHUNK)
+            self._keep((LAST_CHUNK,))
         self._request_sent = True
 
     def flush(self) -> None:
@@ -199,12 +199,12 @@ class Forwarded:
         if upstream.write_paused:
             self.client.pause_reading(UPLOAD)
 
-    def _keep(self, framed: bytes) -> None:
+    def _keep(self, pieces: tuple[bytes, ...]) -> None:
         if self._kept is None:
             return
-        self._kept_size += len(framed)
+        self._kept_size += sum(len(piece) for piece in pieces)
         if self._kept_size <= self.limits.replay_bytes:
-            self._kept.append(framed)
+            self._kept += pieces
         else:
             self._kept = None  # too big to keep: this request cannot be replayed
 
@@ -256,7 +256,10 @@ class Forwarded:
             if isinstance(event, ResponseHead):
                 out.append(self._head(event))
             elif isinstance(event, Body):
-                out.append(chunk(event.data) if self._chunked_out else event.data)
+                if self._chunked_out:
+                    out += chunk(event.data)
+                else:
+                    out.append(event.data)
             elif isinstance(event, Upgraded):
                 out.append(event.rest)
             elif isinstance(event, End) and self.machine.state is Exchange.RECEIVING:

@@ -96,9 +96,10 @@ def _response_framing(response: ResponseHead, request: RequestHead) -> bytes:
     return b"transfer-encoding: chunked\r\n" if request.minor == 1 else b""
 
 
-def chunk(data: bytes) -> bytes:
-    """One chunk of a chunked body (never empty: an empty chunk would end the body)."""
-    return b"%x\r\n%b\r\n" % (len(data), data)
+def chunk(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """One chunk of a chunked body, as the pieces to write (the data itself is not copied); never empty:
+    an empty chunk would end the body."""
+    return b"%x\r\n" % len(data), data, _CRLF
 
 
 def _end_to_end(fields: Fields, dropped: frozenset[bytes] = frozenset()) -> list[bytes]:
