@@ -59,6 +59,7 @@ class Fields:
 
     pairs: Pairs
     index: dict[bytes, bytes]
+    connection: frozenset[bytes] = frozenset()  # the Connection field's tokens, asked for most often
 
     @staticmethod
     def of(pairs: Pairs) -> "Fields":
@@ -66,7 +67,8 @@ class Fields:
         for name, value in pairs:
             key = name.lower()
             index[key] = value if key not in index else index[key] + b", " + value
-        return Fields(pairs, index)
+        connection = index.get(b"connection")
+        return Fields(pairs, index, _tokens(connection) if connection else frozenset())
 
     def get(self, name: bytes) -> bytes | None:
         """The value of field `name` (lower case); None when absent."""
@@ -78,8 +80,14 @@ class Fields:
 
     def tokens(self, name: bytes) -> frozenset[bytes]:
         """The comma-separated, lower-cased tokens of a list field such as Connection."""
+        if name == b"connection":
+            return self.connection
         value = self.index.get(name)
-        return frozenset(t.strip().lower() for t in value.split(b",")) if value else frozenset()
+        return _tokens(value) if value else frozenset()
+
+
+def _tokens(value: bytes) -> frozenset[bytes]:
+    return frozenset(t.strip().lower() for t in value.split(b","))
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +204,8 @@ class _Collector:
             self.part = part
 
     def on_message_begin(self) -> None:
-        self._step(_Part.HEAD)
+        self.calls += 1
+        self.part = _Part.HEAD
         self.url, self.fields, self.head_bytes, self.stalled = b"", [], 0, 0
 
     def on_url(self, url: bytes) -> None:
@@ -212,7 +221,8 @@ class _Collector:
             self._check_size(self.head_bytes)
 
     def on_headers_complete(self) -> None:
-        self._step(_Part.BODY)
+        self.calls += 1
+        self.part = _Part.BODY
 
     def on_chunk_header(self) -> None:
         self._step(_Part.CHUNK)
@@ -226,7 +236,8 @@ class _Collector:
         self.events.append(Body(data))
 
     def on_message_complete(self) -> None:
-        self._step(_Part.IDLE)
+        self.calls += 1
+        self.part = _Part.IDLE
         self.events.append(END)
 
     def _count(self, size: int) -> None:
