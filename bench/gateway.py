@@ -6,7 +6,7 @@ It starts a real `tiffin up`, deploys a trivial bento (one Service, 2 workers, a
 `bentoml deploy`, and then, at concurrency 1, 8 and 64, loads the replica directly and through the
 deployment's URL alternately. It prints requests/s, raw p50/p99, their ratios, and the CPU time per
 request of the `tiffin up` process (gateway, API and reconciler together: an upper bound on the
-gateway's cost). The load generator and the measurement rules are `bench/gateway_proxy.py`'s.
+gateway's cost). The load generator and the measurement rules are `bench/peers.py`'s.
 Everything started is stopped at the end.
 """
 
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.bentoml_cli import BentomlCli, write_project
 from tests.support.server import TiffinServer
 
-from bench.gateway_proxy import CONCURRENCY, SERVICE, Watched, measure, report
+from bench.peers import CONCURRENCY, SERVICE, Watched, measure, report_echo
 
 TOKEN = "tfn_bench_admin"
 
@@ -64,16 +64,15 @@ def main() -> None:
             assert server.process is not None
             tiffin = psutil.Process(server.process.pid)
             workers = workers_of(launcher)
-            watched = Watched(tiffin, workers, [launcher, *launcher.children(recursive=True), tiffin])
+            ours = [launcher, *launcher.children(recursive=True), tiffin]
+            watched = Watched({"gateway": [tiffin]}, workers, ours)
             print(f"replica {direct} (2 workers), deployment URL {proxied}")
-            for concurrency in CONCURRENCY:
-                row = measure(concurrency, direct, proxied, args, watched)
-                rows.append(row)
-                print(f"  c={concurrency}: ratios {' '.join(f'{r:.2f}' for r in row.ratios)}", flush=True)
+            targets = {"direct": direct, "gateway": proxied}
+            rows = [measure("echo", concurrency, targets, args, watched) for concurrency in CONCURRENCY]
         finally:
             server.teardown()
-    report(rows)
-    print("(`gw CPU` here is the whole `tiffin up` process: gateway, API and reconciler)")
+    report_echo(rows)
+    print("(`proxy µs` here is the whole `tiffin up` process: gateway, API and reconciler)")
 
 
 if __name__ == "__main__":

@@ -1082,3 +1082,222 @@ async def test_a_queued_request_that_outwaits_its_bound_says_the_replicas_stayed
     )
     api.gate.set()
     assert (await busy).status_code == 200
+
+
+# --- host names on the shared port ---------------------------------------------------------------------
+
+DOMAIN = "apps.example.test"
+
+
+@pytest.fixture
+def shared_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+async def hosted(tokens: Tokens, shared_port: int) -> AsyncIterator[Gateway]:
+    """A gateway whose shared port serves deployments by host name under DOMAIN (with a snapshot that
+    has it)."""
+    settings = GatewaySettings(balancing="round_robin", shared_port=shared_port)
+    gateway = Gateway("127.0.0.1", tokens.check, settings)
+    yield gateway
+    await gateway.close()
+
+
+def host(name: str, **headers: str) -> dict[str, str]:
+    return {"Host": name, **headers}
+
+
+def under_domain(*deployments: DeploymentRoute, version: int = 0) -> RoutingSnapshot:
+    return RoutingSnapshot({d.name: d for d in deployments}, version, DOMAIN)
+
+
+async def test_the_shared_port_serves_each_deployment_by_its_host_name(
+    hosted: Gateway,
+    client: httpx.AsyncClient,
+    replicas: Callable[[str], Awaitable[Replica]],
+    shared_port: int,
+) -> None:
+    shop_api, cart_api, model = await replicas("shop"), await replicas("cart"), await replicas("model")
+    shop = deployment("shop", {"Api": [shop_api], "Model": [model]}, entry="Api")
+    cart = deployment("cart", {"Api": [cart_api]})
+    await hosted.apply(under_domain(shop, cart))
+
+    to_shop = await client.post(
+        url(shared_port, "/predict?x=1"), json={}, headers=host("shop.apps.example.test")
+    )
+    to_cart = await client.get(url(shared_port), headers=host(f"Cart.Apps.Example.Test:{shared_port}"))
+    again = await client.get(url(shared_port), headers=host("shop.apps.example.test."))
+
+    assert shared_port in hosted.ports
+    assert [r.json()["replica"] for r in (to_shop, to_cart, again)] == ["shop", "cart", "shop"]
+    seen = shop_api.seen[0]
+    assert (seen.path, seen.query) == ("/predict", "x=1")
+    assert seen.headers["host"] == "shop.apps.example.test"
+    assert seen.headers["x-forwarded-host"] == "shop.apps.example.test"
+    assert model.seen == []
+
+
+async def test_the_ports_keep_serving_as_before_when_a_domain_is_set(
+    hosted: Gateway, client: httpx.AsyncClient, replicas: Callable[[str], Awaitable[Replica]]
+) -> None:
+    api, model = await replicas("api"), await replicas("model")
+    shop = deployment("shop", {"Api": [api], "Model": [model]}, entry="Api")
+    await hosted.apply(under_domain(shop))
+
+    public = await client.get(url(shop.port), headers=host("cart.apps.example.test"))  # Host ignored here
+    internal = await client.post(url(shop.services["Model"].internal_port, "/embed"), json={})
+
+    assert public.json()["replica"] == "api"
+    assert internal.json()["replica"] == "model"
+
+
+async def test_an_unknown_host_gets_a_404_saying_what_was_asked_and_how_names_look(
+    hosted: Gateway,
+    client: httpx.AsyncClient,
+    replicas: Callable[[str], Awaitable[Replica]],
+    shared_port: int,
+) -> None:
+    api = await replicas("api")
+    await hosted.apply(under_domain(deployment("shop", {"Api": [api]})))
+
+    cases = ["nope.apps.example.test", "www.shop.apps.example.test", "apps.example.test", "127.0.0.1"]
+    answers = [await client.get(url(shared_port), headers=host(name)) for name in cases]
+
+    for name, answer in zip(cases, answers, strict=True):
+        assert answer.status_code == 404
+        assert answer.json()["message"] == (
+            f'No deployment is served at host "{name}": deployment URLs here have the host name'
+            " <deployment name>.apps.example.test."
+        )
+    assert api.seen == []
+    assert (await client.get(url(shared_port), headers=host("shop.apps.example.test"))).status_code == 200
+
+
+async def test_a_request_without_a_host_gets_a_404_on_the_shared_port(
+    hosted: Gateway, shared_port: int
+) -> None:
+    await hosted.apply(under_domain(deployment("shop", {"Api": [refused_url()]})))
+    reader, writer = await asyncio.open_connection("127.0.0.1", shared_port)
+
+    writer.write(b"GET / HTTP/1.0\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404 ")
+    assert json.loads(body)["message"] == (
+        "The request has no Host header: send the deployment's host name,"
+        " <deployment name>.apps.example.test."
+    )
+
+
+async def test_one_connection_to_the_shared_port_may_ask_for_several_deployments(
+    hosted: Gateway, replicas: Callable[[str], Awaitable[Replica]], shared_port: int
+) -> None:
+    shop_api, cart_api = await replicas("shop"), await replicas("cart")
+    await hosted.apply(
+        under_domain(deployment("shop", {"Api": [shop_api]}), deployment("cart", {"Api": [cart_api]}))
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", shared_port)
+
+    served = []
+    for name in ("shop", "cart", "nope", "shop"):
+        writer.write(f"GET / HTTP/1.1\r\nHost: {name}.apps.example.test\r\n\r\n".encode())
+        head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode().lower()
+        length = int(head.partition("content-length:")[2].split("\r\n", 1)[0])
+        body = json.loads(await reader.readexactly(length))
+        served.append(body.get("replica", head.split(" ")[1]))  # the status when the gateway answered
+    writer.close()
+
+    assert served == ["shop", "cart", "404", "shop"]
+
+
+async def test_a_request_waiting_on_the_shared_port_is_served_when_a_replica_appears(
+    hosted: Gateway,
+    client: httpx.AsyncClient,
+    replicas: Callable[[str], Awaitable[Replica]],
+    shared_port: int,
+) -> None:
+    api = await replicas("api")
+    shop = deployment("shop", {"Api": []}, status="scaled-to-zero", hold_s=5)
+    await hosted.apply(under_domain(shop, version=1))
+    body = os.urandom(1000)
+
+    pending = asyncio.create_task(
+        client.post(url(shared_port, "/predict"), content=body, headers=host("shop.apps.example.test"))
+    )
+    await eventually(lambda: hosted.waiting == 1)
+    assert not pending.done()
+    await hosted.apply(under_domain(with_ready(shop, {"Api": [api]}), version=2))
+    response = await asyncio.wait_for(pending, 10)
+
+    assert response.status_code == 200 and response.json()["replica"] == "api"
+    assert api.seen[0].body == body and api.seen[0].headers["host"] == "shop.apps.example.test"
+    assert hosted.waiting == 0
+
+
+async def test_the_shared_port_listens_only_while_the_snapshot_has_a_domain(
+    hosted: Gateway,
+    client: httpx.AsyncClient,
+    replicas: Callable[[str], Awaitable[Replica]],
+    shared_port: int,
+) -> None:
+    api = await replicas("api")
+    shop = deployment("shop", {"Api": [api]})
+    await hosted.apply(RoutingSnapshot({"shop": shop}, 1))
+
+    assert shared_port not in hosted.ports
+    with pytest.raises(httpx.ConnectError):
+        await client.get(url(shared_port), headers=host("shop.apps.example.test"))
+    await hosted.apply(under_domain(shop, version=2))
+    assert (await client.get(url(shared_port), headers=host("shop.apps.example.test"))).status_code == 200
+    assert (await client.get(url(shop.port))).status_code == 200
+    await hosted.apply(RoutingSnapshot({"shop": shop}, 3))
+    assert shared_port not in hosted.ports
+
+
+async def test_a_protected_deployment_by_host_name_wants_a_token_too(
+    hosted: Gateway,
+    client: httpx.AsyncClient,
+    replicas: Callable[[str], Awaitable[Replica]],
+    shared_port: int,
+) -> None:
+    api = await replicas("api")
+    await hosted.apply(under_domain(deployment("shop", {"Api": [api]}, protected=True)))
+
+    missing = await client.get(url(shared_port), headers=host("shop.apps.example.test"))
+    scoped = await client.get(
+        url(shared_port), headers=host("shop.apps.example.test", Authorization="Bearer mine")
+    )
+
+    assert (missing.status_code, scoped.status_code) == (401, 200)
+
+
+async def test_forwarding_headers_from_a_proxy_in_front_are_passed_on_never_routed_by(
+    hosted: Gateway,
+    client: httpx.AsyncClient,
+    replicas: Callable[[str], Awaitable[Replica]],
+    shared_port: int,
+) -> None:
+    shop_api, cart_api = await replicas("shop"), await replicas("cart")
+    await hosted.apply(
+        under_domain(deployment("shop", {"Api": [shop_api]}), deployment("cart", {"Api": [cart_api]}))
+    )
+    headers = host(
+        "shop.apps.example.test",
+        **{
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "cart.apps.example.test",
+            "X-Forwarded-For": "203.0.113.9",
+        },
+    )
+
+    response = await client.get(url(shared_port), headers=headers)
+
+    assert response.json()["replica"] == "shop", "routed by Host alone"
+    seen = shop_api.seen[0].headers
+    assert seen["x-forwarded-proto"] == "https"
+    assert seen["x-forwarded-host"] == "cart.apps.example.test"
+    assert seen["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+    assert cart_api.seen == []

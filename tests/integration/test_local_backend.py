@@ -479,6 +479,29 @@ def test_capacity_is_never_overcommitted(make_backend: Callable[..., LocalBacken
     wait_phase(backend, "r-second", ReplicaPhase.RUNNING)
 
 
+def test_a_replica_waits_for_gpus_of_its_instance_types_type(
+    make_backend: Callable[..., LocalBackend], tmp_path: Path
+) -> None:
+    h100 = (GpuInfo(0, "NVIDIA H100 80GB HBM3", 80 * GiB),)
+    backend = make_backend(host=HostCapacity(cpu_millicores=8000, memory_bytes=64 * GiB, gpus=h100))
+
+    backend.start(fake_spec(tmp_path, "r-t4", resources=Resources(gpus=1, gpu_type="nvidia-tesla-t4")))
+
+    pending = wait_phase(backend, "r-t4", ReplicaPhase.PENDING)
+    assert pending.reason == "needs 1 nvidia-tesla-t4 GPU; this machine has 1 nvidia-h100 (in use: 0)"
+    on_h100 = Resources(gpus=1, gpu_type="nvidia-h100")
+    status = start_running(backend, fake_spec(tmp_path, "r-h100", resources=on_h100))
+    assert status.url is not None
+    assert get(status.url)["env"]["CUDA_VISIBLE_DEVICES"] == "0"
+    still = status_of(backend, "r-t4")
+    assert still is not None and still.phase is ReplicaPhase.PENDING
+    assert still.reason == "needs 1 nvidia-tesla-t4 GPU; this machine has 1 nvidia-h100 (in use: 1)"
+    backend.stop("r-h100")
+    wait_gone(backend, "r-h100")
+    # An H100 set free is still not a T4: the replica keeps waiting, with the first reason again.
+    wait_for(lambda: status_of(backend, "r-t4") == pending, "r-t4 pending with the H100 free")
+
+
 def test_a_new_backend_adopts_running_replicas(
     make_backend: Callable[..., LocalBackend], tmp_path: Path, trees: Trees
 ) -> None:

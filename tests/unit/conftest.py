@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 
 from tiffin.core.clock import FakeClock
+from tiffin.core.domain import Domain
 from tiffin.core.settings import DEFAULT_MAX_UPLOAD_BYTES, Settings, UploadMode
 from tiffin.server.wiring import build
 
@@ -156,7 +157,9 @@ def make_api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
     made: list[tuple[Api, Any]] = []
 
     def make(
-        upload_mode: UploadMode = UploadMode.PROXY, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+        upload_mode: UploadMode = UploadMode.PROXY,
+        max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+        domain: Domain | None = None,
     ) -> Api:
         home = tmp_path / f"home{len(made)}"
         settings = Settings(
@@ -165,6 +168,7 @@ def make_api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
             bootstrap_token=ADMIN_TOKEN,
             max_upload_bytes=max_upload_bytes,
             upload_mode=upload_mode,
+            domain=domain,
         )
         clock = FakeClock()
         tiffin = build(settings, clock=clock)

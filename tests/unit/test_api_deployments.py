@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tiffin.core.deployment_config import check_deployment_name
+from tiffin.core.domain import Domain
 
 if TYPE_CHECKING:
     from conftest import Api
@@ -221,6 +223,25 @@ def test_each_deployment_gets_its_own_url(duo: Api) -> None:
     second = create(duo, create_body("d2"))
 
     assert first["urls"] != second["urls"]
+
+
+@pytest.mark.parametrize(
+    ("domain", "url"),
+    [
+        (Domain("apps.example.test", port=8080), "http://shop.apps.example.test:8080"),
+        (Domain("apps.example.test", "https"), "https://shop.apps.example.test"),
+    ],
+)
+def test_with_a_domain_the_url_is_the_deployment_host_name(
+    make_api: Callable[..., Api], domain: Domain, url: str
+) -> None:
+    api = make_api(domain=domain)
+    push_bento(api, "duo", "v1", DUO_MANIFEST)
+
+    created = create(api, create_body("shop"))
+
+    assert created["urls"] == [url]
+    assert api.ok("GET", f"{DEPLOYMENTS}/shop?cluster=")["urls"] == [url]
 
 
 def test_a_null_name_gets_a_generated_valid_name(duo: Api) -> None:

@@ -15,6 +15,7 @@ from tiffin.gateway.upstream import Endpoints
 from tiffin.routing.snapshot import Admission, DeploymentRoute, RoutingSnapshot, ServiceRoute
 
 PORT = 1000
+SHARED = 8080  # the gateway's shared port, which routes by host name
 R1, R2 = "http://127.0.0.1:5", "http://127.0.0.1:6"
 
 
@@ -77,6 +78,7 @@ class World:
         self.registry, self.balancers = Endpoints(), Balancers("least_in_flight")
         self.admission = Admission(**admission)
         self.version = 0
+        self.domain = ""
 
     def publish(self, *urls: str, status: str = "running", served: bool = True) -> RouteTable:
         service = ServiceRoute("Svc", PORT + 1, urls, self.admission)
@@ -84,9 +86,10 @@ class World:
             {"d": DeploymentRoute("d", PORT, "Svc", {"Svc": service}, status=status)} if served else {}
         )
         self.version += 1
-        table = compile_table(RoutingSnapshot(deployments, self.version), self.registry, self.balancers)
+        snapshot = RoutingSnapshot(deployments, self.version, self.domain)
+        table = compile_table(snapshot, self.registry, self.balancers, SHARED)
         self.registry.replace(dict(table.endpoints))
-        self.activator.update(table.routes)
+        self.activator.update(table.services)
         self.table = table
         return table
 
@@ -96,7 +99,7 @@ class World:
 
     def arrive(self) -> tuple[Request, Slot | Reply | None]:
         request = Request()
-        return request, self.activator.acquire(self.route, PORT, request)
+        return request, self.activator.acquire(self.route, request)
 
 
 def test_a_ready_replica_takes_the_request_and_counts_it_in_flight() -> None:
@@ -261,3 +264,34 @@ def test_an_admission_change_applies_to_waiters_at_the_next_table() -> None:
     world.publish(R1)
 
     assert waiting.slot is not None
+
+
+def test_requests_by_host_name_and_by_port_wait_in_one_line_for_their_service() -> None:
+    world = World(hold_s=30, queue=True, max_concurrency=1)
+    world.domain = "apps.example.test"
+    world.publish()
+    by_host = world.table.route(SHARED, b"D.apps.example.test:8080")
+    assert by_host is not None
+    first, second = Request(), Request()
+
+    assert world.activator.acquire(by_host, first) is None
+    assert world.activator.acquire(world.route, second) is None
+    assert world.activator.waiting == 1 + 1 and world.demanded == [("d", "Svc"), ("d", "Svc")]
+    world.publish(R1)
+
+    assert first.slot is not None and second.slot is None, "one line, in arrival order"
+    first.slot.release()
+    assert second.slot is not None
+
+
+def test_a_request_by_host_name_is_refused_when_its_deployment_goes() -> None:
+    world = World(hold_s=30)
+    world.domain = "apps.example.test"
+    world.publish()
+    request = Request()
+    by_host = world.table.route(SHARED, b"d.apps.example.test")
+    assert by_host is not None and world.activator.acquire(by_host, request) is None
+
+    world.publish(served=False)
+
+    assert request.refused is not None and "stopped being served" in str(request.refused.body)

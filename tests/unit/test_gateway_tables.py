@@ -7,7 +7,7 @@ import pytest
 from tiffin.gateway.auth import TokenCache, TokenToCheck, Unknown, authorize
 from tiffin.gateway.balancer import Balancers
 from tiffin.gateway.parsing import Fields
-from tiffin.gateway.table import compile_table
+from tiffin.gateway.table import compile_table, host_key
 from tiffin.gateway.upstream import Endpoint, Endpoints
 from tiffin.routing.snapshot import DeploymentRoute, RoutingSnapshot, ServiceRoute
 
@@ -17,9 +17,14 @@ def route(name: str, port: int, internal: int, urls: tuple[str, ...] = ()) -> De
 
 
 def compiled(
-    snapshot: RoutingSnapshot, registry: Endpoints | None = None, balancers: Balancers | None = None
+    snapshot: RoutingSnapshot,
+    registry: Endpoints | None = None,
+    balancers: Balancers | None = None,
+    shared_port: int = 0,
 ):  # type: ignore[no-untyped-def]
-    return compile_table(snapshot, registry or Endpoints(), balancers or Balancers("round_robin"))
+    return compile_table(
+        snapshot, registry or Endpoints(), balancers or Balancers("round_robin"), shared_port
+    )
 
 
 def test_table_maps_public_and_internal_ports() -> None:
@@ -30,6 +35,132 @@ def test_table_maps_public_and_internal_ports() -> None:
     assert table.routes[1000].target is table.routes[1001].target
     assert list(table.endpoints) == ["http://127.0.0.1:5"]
     assert table.version == 7
+
+
+# --- host names on the shared port ---------------------------------------------------------------------
+
+SHARED = 8080
+DOMAIN = "apps.example.test"
+
+
+def two_shops(domain: str = DOMAIN) -> RoutingSnapshot:
+    return RoutingSnapshot({"shop": route("shop", 1000, 1001), "cart": route("cart", 1002, 1003)}, 3, domain)
+
+
+def test_with_a_domain_each_deployment_is_served_by_host_name_on_the_shared_port() -> None:
+    table = compiled(two_shops(), shared_port=SHARED)
+
+    assert table.ports == {1000, 1001, 1002, 1003, SHARED}
+    shop = table.route(SHARED, b"shop.apps.example.test")
+    assert shop is not None and shop is table.routes[1000] and not shop.internal
+    cart = table.route(SHARED, b"cart.apps.example.test")
+    assert cart is not None and cart.deployment.name == "cart"
+    assert (table.shared_port, table.domain) == (SHARED, DOMAIN)
+
+
+def test_with_a_domain_the_ports_route_as_before_whatever_the_host() -> None:
+    plain = compiled(two_shops(""), shared_port=SHARED)
+    table = compiled(two_shops(), shared_port=SHARED)
+
+    for port in (1000, 1001, 1002, 1003):
+        for host in (None, b"cart.apps.example.test", b"elsewhere"):
+            found, before = table.route(port, host), plain.route(port, host)
+            assert found is table.routes[port]
+            assert before is not None and found is not None
+            assert (found.deployment.name, found.target.service, found.internal) == (
+                before.deployment.name,
+                before.target.service,
+                before.internal,
+            )
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        b"shop.apps.example.test",
+        b"SHOP.Apps.Example.TEST",
+        b"shop.apps.example.test:8080",
+        b"shop.apps.example.test:443",  # the port a proxy in front was reached on: ignored
+        b"shop.apps.example.test.",
+        b"Shop.apps.example.test.:80",
+        b"shop.apps.example.test:",
+    ],
+)
+def test_host_names_match_whatever_their_case_port_or_final_dot(host: bytes) -> None:
+    table = compiled(two_shops(), shared_port=SHARED)
+
+    found = table.route(SHARED, host)
+
+    assert found is not None and found.deployment.name == "shop"
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        None,
+        b"",
+        b"apps.example.test",  # no label before the domain
+        b"www.shop.apps.example.test",  # two labels before it
+        b"shop.example.test",
+        b"shop",
+        b"shopapps.example.test",
+        b"shop.apps.example.test.evil",
+        b"shop.apps.example.test:80:80",
+        b"127.0.0.1:8080",
+        b"[::1]:8080",
+        b"[::1]",
+    ],
+)
+def test_unknown_or_missing_hosts_have_no_route_on_the_shared_port(host: bytes | None) -> None:
+    table = compiled(two_shops(), shared_port=SHARED)
+
+    assert table.route(SHARED, host) is None
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        (b"Shop.Apps.Example.com.:8080", b"shop.apps.example.com"),
+        (b"shop.apps.example.com", b"shop.apps.example.com"),
+        (b"[::1]:8080", b"[::1]"),
+        (b"[::1]", b"[::1]"),
+        (None, b""),
+    ],
+)
+def test_host_key(host: bytes | None, key: bytes) -> None:
+    assert host_key(host) == key
+
+
+def test_without_a_domain_there_is_no_shared_port_and_no_host_routing() -> None:
+    table = compiled(two_shops(""), shared_port=SHARED)
+
+    assert table.ports == {1000, 1001, 1002, 1003}
+    assert table.shared_port == 0 and not table.hosts
+    assert table.route(SHARED, b"shop.apps.example.test") is None
+
+
+def test_every_service_has_its_route_for_the_activator() -> None:
+    table = compiled(two_shops(), shared_port=SHARED)
+
+    assert table.services == {("shop", "Svc"): table.routes[1001], ("cart", "Svc"): table.routes[1003]}
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "error"),
+    [
+        (
+            RoutingSnapshot({"a": route("a", SHARED, 1001)}, domain=DOMAIN),
+            "8080 is the gateway's shared port",
+        ),
+        (
+            RoutingSnapshot({"a": route("a", 1000, 1001), "A": route("A", 1002, 1003)}, domain=DOMAIN),
+            "Host name a.apps.example.test is claimed by both",
+        ),
+    ],
+)
+def test_snapshots_that_clash_with_host_routing_are_refused(snapshot: RoutingSnapshot, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        compiled(snapshot, shared_port=SHARED)
 
 
 @pytest.mark.parametrize(

@@ -350,15 +350,23 @@ def test_why_not_memory_close_sizes_use_mib() -> None:
     assert "needs 16384 MiB of memory but this machine has 16383 MiB" in why
 
 
-def test_why_not_gpu_count_only() -> None:
+def test_why_not_gpus() -> None:
     no_gpus = HostCapacity(cpu_millicores=16000, memory_bytes=128 * GiB)
     why = no_gpus.why_not(_builtin("gpu.t4.1"))
-    assert why == "Instance type 'gpu.t4.1' needs 1 GPU but this machine has none."
-    # GPU models are not matched: any GPU counts.
+    assert why == "Instance type 'gpu.t4.1' needs an nvidia-tesla-t4 GPU; this machine has no GPUs."
+    untyped = InstanceType("gpu.any", "", "gpu", "1", 1000, GiB, 1, None, None)
+    assert no_gpus.why_not(untyped) == "Instance type 'gpu.any' needs 1 GPU but this machine has none."
+    # GPU types are matched: an H100 is not an A100.
     one_h100 = HostCapacity(16000, 128 * GiB, (GpuInfo(0, "NVIDIA H100", 80 * GiB),))
-    assert one_h100.can_host(_builtin("gpu.a100.1"))
-    two = InstanceType("gpu.two", "", "gpu", "1", 1000, GiB, 2, "nvidia-l4", None)
-    assert one_h100.why_not(two) == "Instance type 'gpu.two' needs 2 GPUs but this machine has 1."
+    assert one_h100.why_not(_builtin("gpu.a100.1")) == (
+        "Instance type 'gpu.a100.1' needs an nvidia-tesla-a100 GPU; this machine has none"
+        " (it has 1 nvidia-h100)."
+    )
+    assert one_h100.can_host(untyped)
+    two = InstanceType("gpu.two", "", "gpu", "1", 1000, GiB, 2, "nvidia-h100", None)
+    assert (
+        one_h100.why_not(two) == "Instance type 'gpu.two' needs 2 nvidia-h100 GPUs; this machine has only 1."
+    )
 
 
 def _write(path: Path, text: str) -> None:

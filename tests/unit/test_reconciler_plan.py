@@ -19,7 +19,7 @@ from tiffin.reconciler.plan import (
     Stop,
     plan,
 )
-from tiffin.reconciler.routing import RouteInput, snapshot
+from tiffin.reconciler.routing import RouteInput, newer, snapshot
 from tiffin.reconciler.status import BuildState, build_status, runtime_status, terminated_status
 
 
@@ -210,6 +210,17 @@ def test_only_running_replicas_are_routed() -> None:
     assert result.services["Echo"].endpoints == ("http://127.0.0.1:1",)
     assert result.services["Model"].endpoints == ("http://127.0.0.1:3",)
     assert (result.port, result.entry_service, result.protected) == (31000, "Echo", True)
+
+
+def test_the_domain_travels_in_the_snapshot_and_a_new_one_is_published() -> None:
+    route = RouteInput("d1", 31000, "Echo", {"Echo": 31001}, False, "running", "")
+    plain = newer(None, snapshot([route], []))
+    assert plain is not None and (plain.version, plain.domain) == (1, "")
+
+    named = newer(plain, snapshot([route], [], "apps.example.test"))
+
+    assert named is not None and (named.version, named.domain) == (2, "apps.example.test")
+    assert newer(named, snapshot([route], [], "apps.example.test")) is None
 
 
 def test_while_a_revision_builds_its_running_replicas_are_kept_and_none_start() -> None:

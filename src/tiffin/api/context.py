@@ -30,6 +30,10 @@ class LogReader(Protocol):
 
 @dataclass(frozen=True)
 class ApiContext:
+    """`instance_types` is the catalog this Tiffin offers: without an operator's `instance-types.yaml`,
+    the built-ins plus one type for each GPU type of this machine they do not name (made here, so that
+    listing, validating and running deployments all see the same catalog)."""
+
     settings: Settings
     db: Database
     clock: Clock

@@ -3,26 +3,36 @@
 Deployments reserve an instance type's resources, so tiffin must refuse a size the machine can
 never satisfy with a sentence saying why, instead of starting replicas that starve. Counting
 logical CPUs or physical RAM is not enough inside a container, so CPU affinity and cgroup limits
-(v1 and v2) are honoured too. The readers take their paths or text as arguments so they can be
-tested without the real files.
+(v1 and v2) are honoured too, and a GPU counts for an instance type only if it is of the GPU type
+the instance type names. The machine's GPUs also extend the built-in catalog: each GPU type present
+that no instance type names gets an instance type of its own (`with_machine_gpus`). The readers take
+their paths or text as arguments so they can be tested without the real files.
 """
 
 import functools
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import psutil
 
-from tiffin.core.instance_types import GiB, InstanceType, MiB
+from tiffin.backends.gpu_types import gpu_type_of
+from tiffin.core.instance_types import GiB, InstanceType, MiB, format_memory
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 NVIDIA_SMI_TIMEOUT_S = 5.0
 # cgroup v1 writes "no limit" as a huge page-aligned number (2**63 rounded down); anything
 # from 1 EiB up is treated as unlimited.
 _UNLIMITED_MEMORY = 1 << 60
+# An instance type made for one of this machine's GPUs gets this share of the machine's CPU and memory
+# per GPU, leaving room for Tiffin and for Services without GPUs; and a price per GiB of GPU memory
+# in line with the built-in GPU types (a T4 at 0.51, an A100 80GB at 3.10).
+_MACHINE_TYPE_SHARE = (3, 4)
+_PRICE_PER_GPU_GIB = Decimal("0.04")
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,11 @@ class GpuInfo:
     index: int
     name: str
     memory_bytes: int
+
+    @property
+    def gpu_type(self) -> str:
+        """The GPU type instance types name it by, e.g. `nvidia-h100` for "NVIDIA H100 80GB HBM3"."""
+        return gpu_type_of(self.name)
 
 
 @dataclass(frozen=True)
@@ -48,20 +63,124 @@ class HostCapacity:
 
     def why_not(self, instance_type: InstanceType) -> str | None:
         """One sentence saying what `instance_type` needs that this machine lacks, or None."""
-        needs = f"Instance type {instance_type.name!r} needs"
+        shortfall = self.shortfall(instance_type)
+        return f"Instance type {instance_type.name!r} {shortfall}." if shortfall else None
+
+    def shortfall(self, instance_type: InstanceType) -> str | None:
+        """What `instance_type` needs that this machine lacks, as a clause starting with "needs", or None."""
         if instance_type.cpu_millicores > self.cpu_millicores:
             return (
-                f"{needs} {_cores(instance_type.cpu_millicores)}"
-                f" but this machine has {_number_of_cores(self.cpu_millicores)}."
+                f"needs {_cores(instance_type.cpu_millicores)}"
+                f" but this machine has {_number_of_cores(self.cpu_millicores)}"
             )
         if instance_type.memory_bytes > self.memory_bytes:
             need, have = _sizes(instance_type.memory_bytes, self.memory_bytes)
-            return f"{needs} {need} of memory but this machine has {have}."
+            return f"needs {need} of memory but this machine has {have}"
+        if instance_type.gpu_type and instance_type.gpu_count:
+            return self._gpu_type_shortfall(instance_type.gpu_count, instance_type.gpu_type)
         if instance_type.gpu_count > len(self.gpus):
-            return (
-                f"{needs} {_gpus(instance_type.gpu_count)} but this machine has {len(self.gpus) or 'none'}."
-            )
+            return f"needs {_gpus(instance_type.gpu_count)} but this machine has {len(self.gpus) or 'none'}"
         return None
+
+    def gpus_of_type(self, gpu_type: str) -> tuple[GpuInfo, ...]:
+        """This machine's GPUs of `gpu_type` (any spelling `gpu_type_of` understands), by index."""
+        wanted = gpu_type_of(gpu_type)
+        return tuple(gpu for gpu in self.gpus if gpu.gpu_type == wanted)
+
+    def _gpu_type_shortfall(self, count: int, gpu_type: str) -> str | None:
+        matching = len(self.gpus_of_type(gpu_type))
+        if count <= matching:
+            return None
+        need = f"needs {_typed_gpus(count, gpu_type)}; this machine has"
+        if not self.gpus:
+            return f"{need} no GPUs"
+        have = f"only {matching}" if matching else "none"
+        if matching == len(self.gpus):
+            return f"{need} {have}"
+        return f"{need} {have} (it has {say_gpus(count_by_type(self.gpus))})"
+
+
+def count_by_type(gpus: Iterable[GpuInfo]) -> dict[str, int]:
+    """How many GPUs of each type, types in the order of their first GPU."""
+    counts: dict[str, int] = {}
+    for gpu in gpus:
+        counts[gpu.gpu_type] = counts.get(gpu.gpu_type, 0) + 1
+    return counts
+
+
+def say_gpus(counts: dict[str, int], in_use: dict[str, int] | None = None) -> str:
+    """`"1 nvidia-h100"`, `"2 nvidia-h100 and 1 nvidia-tesla-t4"`, or `"no GPUs"`; with `in_use`,
+    `"2 nvidia-h100 (in use: 1) and 1 nvidia-tesla-t4 (in use: 0)"`."""
+    parts = [
+        f"{count} {gpu_type}" + (f" (in use: {in_use.get(gpu_type, 0)})" if in_use is not None else "")
+        for gpu_type, count in counts.items()
+    ]
+    if not parts:
+        return "no GPUs"
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+
+
+def _typed_gpus(count: int, gpu_type: str) -> str:
+    """`"an nvidia-tesla-t4 GPU"`, `"2 nvidia-l4 GPUs"`."""
+    if count != 1:
+        return f"{count} {gpu_type} GPUs"
+    article = "an" if gpu_type.lower().startswith(("a", "e", "i", "o", "nvidia")) else "a"
+    return f"{article} {gpu_type} GPU"
+
+
+# --- the instance types this machine adds --------------------------------------------------------
+
+
+def with_machine_gpus(catalog: Sequence[InstanceType], host: HostCapacity) -> list[InstanceType]:
+    """The catalog, then one instance type for each GPU type this machine has that none in it names.
+
+    `gpu.h100.1` for an H100: one GPU of that type, a share of the machine's CPU and memory per GPU,
+    the GPU's name and memory in its description. Types named in the catalog are left as they are.
+    """
+    named = {gpu_type_of(item.gpu_type) for item in catalog if item.gpu_type}
+    taken = {item.name for item in catalog}
+    added = [
+        _machine_type(gpu_type, host)
+        for gpu_type in count_by_type(host.gpus)
+        if gpu_type not in named and _machine_type_name(gpu_type) not in taken
+    ]
+    return [*catalog, *added]
+
+
+def _machine_type_name(gpu_type: str) -> str:
+    """`gpu.h100.1` for `nvidia-h100`, `gpu.rtx-6000-ada.1` for `nvidia-rtx-6000-ada`."""
+    return f"gpu.{gpu_type.removeprefix('nvidia-').removeprefix('tesla-')}.1"
+
+
+def _machine_type(gpu_type: str, host: HostCapacity) -> InstanceType:
+    gpus = host.gpus_of_type(gpu_type)
+    smallest = min(gpus, key=lambda gpu: gpu.memory_bytes)
+    cpu = _per_gpu(host.cpu_millicores, len(host.gpus), 1000)
+    memory = _per_gpu(host.memory_bytes, len(host.gpus), GiB)
+    gpu_memory = f" ({_gib(smallest.memory_bytes)})" if smallest.memory_bytes else ""
+    price = Decimal(smallest.memory_bytes) / GiB * _PRICE_PER_GPU_GIB
+    return InstanceType(
+        name=_machine_type_name(gpu_type),
+        description=f"1 {smallest.name}{gpu_memory}, {_cores(cpu)}, {_gib(memory)} memory",
+        group="gpu",
+        price=f"{price:.4f}",
+        cpu_millicores=cpu,
+        memory_bytes=memory,
+        gpu_count=1,
+        gpu_type=gpu_type,
+        gpu_memory=format_memory(smallest.memory_bytes) if smallest.memory_bytes else None,
+    )
+
+
+def _per_gpu(total: int, gpus: int, unit: int) -> int:
+    """The share of `total` for one of `gpus` GPUs, in whole `unit`s: at least one, at most the total."""
+    numerator, denominator = _MACHINE_TYPE_SHARE
+    share = total * numerator // (denominator * gpus)
+    return min(total, max(unit, share // unit * unit))
+
+
+def _gib(size: int) -> str:
+    return f"{f'{size / GiB:.1f}'.removesuffix('.0')} GiB"
 
 
 def _number_of_cores(millicores: int) -> str:

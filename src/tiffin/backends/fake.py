@@ -1,5 +1,6 @@
 """A backend whose replicas are records a test moves by hand: `set_ready`, `crash`, `finish_stopping`."""
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from tiffin.backends.ended import EndedReplica
@@ -13,6 +14,7 @@ class FakeBackend:
         self.started: list[str] = []
         self.stopped: list[str] = []
         self.used: dict[str, Usage] = {}  # what `usage()` reports, set by the test
+        self.subscribers: list[Callable[[], None]] = []
 
     def start(self, spec: ReplicaSpec) -> None:
         self.specs[spec.replica_id] = spec
@@ -46,6 +48,9 @@ class FakeBackend:
 
     def ended(self, deployment: str) -> list[EndedReplica]:
         return []
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        self.subscribers.append(callback)
 
     def close(self, stop_replicas: bool) -> None:
         if stop_replicas:

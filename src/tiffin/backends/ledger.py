@@ -3,15 +3,16 @@
 Local replicas must never be overcommitted: a replica that starts on a machine without room for it
 starves its neighbours, and the user sees slowness instead of a reason. The ledger hands out CPU
 millicores, memory bytes and GPU indices from `HostCapacity`, says in one sentence why a request
-must wait, and pins each replica's CPU share to the least used cores. Pure bookkeeping: no
-processes, no clock.
+must wait, and pins each replica's CPU share to the least used cores. A request that names a GPU type
+only gets GPUs of that type; one without a type takes any free GPU. Pure bookkeeping: no processes,
+no clock.
 """
 
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tiffin.backends.capacity import HostCapacity
+from tiffin.backends.capacity import GpuInfo, HostCapacity, count_by_type, say_gpus
 from tiffin.backends.protocol import Resources
 
 _MiB = 1024 * 1024
@@ -52,7 +53,7 @@ class Ledger:
         allocation = Allocation(
             cpu_millicores=cpu,
             memory_bytes=resources.memory_bytes or 0,
-            gpu_indices=self._free_gpus()[: resources.gpus],
+            gpu_indices=self._free_gpus(resources.gpu_type)[: resources.gpus],
             cpu_cores=self._least_used_cores(math.ceil(cpu / 1000)),
         )
         self._given[replica_id] = allocation
@@ -69,20 +70,42 @@ class Ledger:
         host, used = self._host, self._given.values()
         cpu = _Measure(resources.cpu_millicores or 0, host.cpu_millicores, "{}m", " CPU")
         memory = _Measure(resources.memory_bytes or 0, host.memory_bytes, "{}", " of memory", _size)
-        gpus = _Measure(resources.gpus, len(host.gpus), "{}", " GPU(s)")
         for measure, in_use in (
             (cpu, sum(a.cpu_millicores for a in used)),
             (memory, sum(a.memory_bytes for a in used)),
-            (gpus, sum(len(a.gpu_indices) for a in used)),
         ):
             shortage = measure.shortage(in_use)
             if shortage is not None:
                 return shortage
-        return None
+        if resources.gpus and resources.gpu_type:
+            return self._typed_gpu_shortage(resources.gpus, resources.gpu_type)
+        gpus = _Measure(resources.gpus, len(host.gpus), "{}", " GPU(s)")
+        return gpus.shortage(sum(len(a.gpu_indices) for a in used))
 
-    def _free_gpus(self) -> tuple[int, ...]:
-        used = {index for allocation in self._given.values() for index in allocation.gpu_indices}
-        return tuple(gpu.index for gpu in self._host.gpus if gpu.index not in used)
+    def _typed_gpu_shortage(self, need: int, gpu_type: str) -> Shortage | None:
+        """Why `need` GPUs of `gpu_type` cannot be had now, or None when enough of them are free."""
+        free, of_type = len(self._free_gpus(gpu_type)), len(self._host.gpus_of_type(gpu_type))
+        if need <= free:
+            return None
+        gpus = f"{need} {gpu_type} GPU" + ("" if need == 1 else "s")
+        if need > of_type:
+            return Shortage(f"needs {gpus}; this machine has {self._gpus_in_use()}")
+        return Shortage(f"waiting for {gpus}: {free} of {of_type} free on this machine")
+
+    def _gpus_in_use(self) -> str:
+        """`"1 nvidia-h100 (in use: 0)"`, `"2 nvidia-h100 (in use: 1) and 1 nvidia-l4 (in use: 0)"`."""
+        used = self._used_gpus()
+        busy = count_by_type(gpu for gpu in self._host.gpus if gpu.index in used)
+        return say_gpus(count_by_type(self._host.gpus), busy)
+
+    def _free_gpus(self, gpu_type: str | None = None) -> tuple[int, ...]:
+        """Free GPUs by index: of `gpu_type` only when one is named, else of any type."""
+        used = self._used_gpus()
+        candidates: tuple[GpuInfo, ...] = self._host.gpus_of_type(gpu_type) if gpu_type else self._host.gpus
+        return tuple(gpu.index for gpu in candidates if gpu.index not in used)
+
+    def _used_gpus(self) -> set[int]:
+        return {index for allocation in self._given.values() for index in allocation.gpu_indices}
 
     def _least_used_cores(self, count: int) -> tuple[int, ...]:
         if count <= 0 or count >= len(self._cores):

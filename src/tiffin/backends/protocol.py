@@ -4,7 +4,7 @@ The reconciler decides; a backend only executes `start`/`stop` and reports what 
 runs replicas as processes on this machine; a `FakeBackend` scripts them in unit tests.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -23,11 +23,15 @@ class ReplicaPhase(StrEnum):
 
 @dataclass(frozen=True)
 class Resources:
-    """What one replica requests; None means "no request" (best effort, never refused)."""
+    """What one replica requests; None means "no request" (best effort, never refused).
+
+    With `gpu_type` (e.g. `nvidia-tesla-t4`, from the instance type), the `gpus` must all be of that
+    type; without it, any GPU will do."""
 
     cpu_millicores: int | None = None
     memory_bytes: int | None = None
     gpus: int = 0
+    gpu_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,11 @@ class Backend(Protocol):
 
     def ended(self, deployment: str) -> list[EndedReplica]:
         """The deployment's replicas that are gone but whose output is still kept, oldest first."""
+        ...
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` (on any thread) whenever a replica changes phase by itself: ready, failed,
+        or gone after a stop, so the reconciler can step at once instead of at its next interval."""
         ...
 
     def close(self, stop_replicas: bool) -> None:

@@ -1,11 +1,14 @@
-"""`tiffin up`: one process serving the API on a host and port, state under TIFFIN_HOME."""
+"""`tiffin`: `up` runs everything in one process (state under TIFFIN_HOME); `api`, `controller` and
+`gateway` run the parts of a scaled-out Tiffin; the rest are client commands."""
 
 import sys
 
 import click
 
 from tiffin import __version__
+from tiffin.cli.cluster import api, controller, gateway
 from tiffin.cli.deployments import events, logs, replicas, restore, revisions, rollback
+from tiffin.cli.options import log_options
 from tiffin.core.errors import TiffinError
 from tiffin.core.settings import Settings
 from tiffin.server import logconfig
@@ -19,36 +22,14 @@ def main() -> None:
     """Tiffin: a self-hosted cloud for BentoML services."""
 
 
-for command in (replicas, logs, revisions, rollback, restore, events):
+for command in (replicas, logs, revisions, rollback, restore, events, api, controller, gateway):
     main.add_command(command)
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=3000, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--log-level",
-    type=click.Choice(logconfig.LEVELS),
-    default="info",
-    show_default=True,
-    envvar="TIFFIN_LOG_LEVEL",
-    help="The least severe lines logged (env TIFFIN_LOG_LEVEL).",
-)
-@click.option(
-    "--log-format",
-    type=click.Choice(logconfig.FORMATS),
-    default="text",
-    show_default=True,
-    envvar="TIFFIN_LOG_FORMAT",
-    help="text for people, json (one object per line) for machines (env TIFFIN_LOG_FORMAT).",
-)
-@click.option(
-    "--access-log/--no-access-log",
-    default=False,
-    show_default=True,
-    envvar="TIFFIN_ACCESS_LOG",
-    help="Log every request to the API and to deployment URLs (env TIFFIN_ACCESS_LOG).",
-)
+@log_options
 def up(host: str, port: int, log_level: str, log_format: logconfig.LogFormat, access_log: bool) -> None:
     """Start Tiffin: the API, the gateway and the deployments' replicas, in one process."""
     logconfig.configure(log_level, log_format, access_log)

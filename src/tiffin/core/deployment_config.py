@@ -4,9 +4,9 @@ The stored config is the client's dict, echoed back verbatim (the client rebuild
 docs/bentocloud-api.md §3.5). The models below say what Tiffin reads of it and what each value must
 be: `parse_config` turns the dict into them or refuses it with a 400 naming the first invalid field,
 and `service_settings` derives what each Service runs with from them: replica counts, env vars (per
-Service wins over global), resources, bentoml config overrides, the rollout strategy, and the
-autoscaling policy (`scaling.policy`, BentoCloud's HPAPolicy) with the per-replica concurrency target
-(`config_overrides.traffic.concurrency`) it falls back on.
+Service wins over global), resources (with the instance type's GPU type), bentoml config overrides,
+the rollout strategy, and the autoscaling policy (`scaling.policy`, BentoCloud's HPAPolicy) with the
+per-replica concurrency target (`config_overrides.traffic.concurrency`) it falls back on.
 
 A request is also checked against its bento (the Services it names) and the instance-type catalog,
 through the validation context; settings are derived without them, from a config already accepted.
@@ -104,6 +104,7 @@ class ServiceSettings:
     envs: Mapping[str, str]
     strategy: Strategy
     cold_start_timeout: int | None
+    gpu_type: str | None = None  # the instance type's: its `gpus` must be of this type; None: any GPU
     config_overrides: Mapping[str, Any] = field(default_factory=dict)
     policy: ScalingPolicy = field(default_factory=ScalingPolicy)
     traffic: TrafficConfig = field(default_factory=TrafficConfig)  # the bento's, then config_overrides
@@ -382,7 +383,7 @@ def _settings_of(
     scaling = given.scaling or Scaling()
     low, high = scaling.bounds()
     overrides = given.config_overrides or ConfigOverrides()
-    cpu, memory, gpus = _resources(given.instance_type, service, overrides.resources, catalog)
+    cpu, memory, gpus, gpu_type = _resources(given.instance_type, service, overrides.resources, catalog)
     return ServiceSettings(
         name=str(service["name"]),
         min_replicas=low,
@@ -394,6 +395,7 @@ def _settings_of(
         envs={**global_envs, **env_map(given.envs)},
         strategy=given.deployment_strategy or DEFAULT_STRATEGY,
         cold_start_timeout=given.cold_start_timeout,
+        gpu_type=gpu_type,
         config_overrides=overrides.given,
         policy=scaling.scaling_policy(),
         traffic=traffic_config(leniently(Traffic, service_setting(service, "traffic")), overrides.traffic),
@@ -402,10 +404,12 @@ def _settings_of(
 
 def _resources(
     instance_type: str | None, service: Manifest, overrides: Resources | None, catalog: Sequence[InstanceType]
-) -> tuple[int | None, int | None, int]:
-    """From the instance type if given, else the Service's own `resources` (overrides win)."""
+) -> tuple[int | None, int | None, int, str | None]:
+    """CPU, memory, GPUs and GPU type from the instance type if given, else the Service's own
+    `resources` (overrides win), whose GPUs may be of any type (bentoml's `gpu_type` there is only a
+    hint for choosing an instance type)."""
     chosen = find(catalog, instance_type) if instance_type else None
     if chosen is not None:
-        return chosen.cpu_millicores, chosen.memory_bytes, chosen.gpu_count
+        return chosen.cpu_millicores, chosen.memory_bytes, chosen.gpu_count, chosen.gpu_type
     resources = leniently(Resources, service_setting(service, "resources")).overlaid(overrides)
-    return resources.cpu, resources.memory, resources.gpu or 0
+    return resources.cpu, resources.memory, resources.gpu or 0, None

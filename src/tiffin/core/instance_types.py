@@ -5,7 +5,8 @@ the unmodified bentoml CLI lists and checks those names against the server. tiff
 BentoCloud's documented sizes so existing commands keep working, and lets an operator replace
 them with a YAML file describing what their machines really offer.
 
-Pure: nothing here looks at the host; `tiffin.backends.capacity` says what this machine can run.
+Pure: nothing here looks at the host; `tiffin.backends.capacity` says what this machine can run, and
+adds to the built-ins a type for each GPU type of this machine that they do not name.
 """
 
 import re

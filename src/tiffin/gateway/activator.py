@@ -7,7 +7,9 @@ Recreate rollout; bounded by `hold_s`, then 503), the announcement that a Servic
 and the requests in flight per replica. `acquire()` answers with a `Slot` (go now; call `release()`
 when the exchange ends), None (the waiter is in line and will hear `on_slot` or `on_refused`), or a
 `Reply` to send. A new routing table (`update()`) and every released slot hand room to the oldest
-waiters. Time is the event loop's clock, injected, so tests run on a fake one.
+waiters. Waiters are kept by the Service they wait for, not by how they arrived (a deployment's port,
+the shared port with a host name, an internal port), so each new table tells them where that Service
+stands now. Time is the event loop's clock, injected, so tests run on a fake one.
 """
 
 from collections.abc import Callable, Mapping
@@ -64,7 +66,6 @@ class Slot:
 
 @dataclass(slots=True)
 class _InLine:
-    port: int
     since: float
     timer: Timer
 
@@ -74,12 +75,12 @@ class Activator:
         """`on_demand(key)` hears (once per waiting request) that a Service with no replica is wanted."""
         self.clock = clock
         self.on_demand = on_demand
-        self.routes: Mapping[int, Route] = {}
+        self.routes: Mapping[ServiceKey, Route] = {}  # each Service's route in the table in service
         self.arrivals: dict[ServiceKey, int] = {}  # requests so far, by Service
         self._lines: dict[ServiceKey, dict[Waiter, _InLine]] = {}  # each in arrival order
 
-    def acquire(self, route: Route, port: int, waiter: Waiter) -> "Slot | Reply | None":
-        """Admit a request that arrived on `port` for `route`'s Service (see the module docstring)."""
+    def acquire(self, route: Route, waiter: Waiter) -> "Slot | Reply | None":
+        """Admit a request for `route`'s Service (see the module docstring)."""
         target = route.target
         key, rules = target.key, target.admission
         self.arrivals[key] = self.arrivals.get(key, 0) + 1
@@ -92,13 +93,14 @@ class Activator:
             return not_ready(route)
         now = self.clock.time()
         timer = self.clock.call_at(now + rules.hold_s, self._expire, key, waiter)
-        self._lines.setdefault(key, {})[waiter] = _InLine(port, now, timer)
+        self._lines.setdefault(key, {})[waiter] = _InLine(now, timer)
         if not target.endpoints:
             self.on_demand(key)
         return None
 
-    def update(self, routes: Mapping[int, Route]) -> None:
-        """A new routing table: every line hands its oldest waiters the room there is now."""
+    def update(self, routes: Mapping[ServiceKey, Route]) -> None:
+        """A new routing table (a route of each Service, `RouteTable.services`): every line hands its
+        oldest waiters the room there is now."""
         self.routes = routes
         for key in list(self._lines):
             self._serve(key)
@@ -143,13 +145,13 @@ class Activator:
         }
 
     def _serve(self, key: ServiceKey) -> None:
-        """Hand the oldest waiters of one Service the room there is, in order; refuse those whose
-        route went away."""
+        """Hand the oldest waiters of one Service the room there is, in order; refuse them all if the
+        Service is served no more."""
         line = self._lines.get(key, {})
+        route = self.routes.get(key)
+        refusal = _gone(route, key)
         while line:
             waiter, place = next(iter(line.items()))
-            route = self.routes.get(place.port)
-            refusal = _gone(route, key)
             slot = self._room(route.target) if route is not None and refusal is None else None
             if refusal is None and slot is None:
                 return
@@ -177,13 +179,13 @@ class Activator:
         if line is not None and not line:
             del self._lines[key]
         if place is not None:
-            route = self.routes.get(place.port)
+            route = self.routes.get(key)
             waiter.on_refused(waited_too_long(route) if route is not None else _closed(key))
 
 
 def _gone(route: Route | None, key: ServiceKey) -> Reply | None:
-    """Why a waiter can wait no longer on its port, if it cannot."""
-    if route is None or route.target.key != key:
+    """Why a waiter for Service `key` can wait no longer, if it cannot."""
+    if route is None:
         return _closed(key)
     if route.deployment.status == TERMINATED:
         return terminated(route)
@@ -226,7 +228,7 @@ def _queue_full(route: Route, waiting: int) -> Reply:
 
 
 def _closed(key: ServiceKey) -> Reply:
-    """503 for a request that waited for a replica while its port stopped serving it."""
+    """503 for a request that waited for a replica while its Service stopped being served."""
     deployment, service = key
     return message(
         503,

@@ -5,9 +5,11 @@ order, one request at a time, and keeps those it cannot take yet (the body of a 
 for a replica, a pipelined next request) while reading nothing more. Each head is decided in the
 callback that delivered it: a local answer (`gate`), or admission by the activator, which forwards it
 now, lets it wait, or refuses it; only a token the cache does not know makes the decision wait for a
-coroutine. The route is looked up per request in the table current at that moment, so `apply()` takes
-effect on kept-alive connections too. Malformed requests get a 4xx with a sentence and the connection
-is closed; a bug closes the connection after being logged, never a traceback page.
+coroutine. The route is looked up per request in the table current at that moment (by the port the
+connection came to, or on the shared port by the request's `Host`), so `apply()` takes effect on
+kept-alive connections too, and one connection to the shared port may ask for several deployments.
+Malformed requests get a 4xx with a sentence and the connection is closed; a bug closes the connection
+after being logged, never a traceback page.
 """
 
 import asyncio
@@ -21,7 +23,7 @@ from tiffin.gateway.auth import CHECK_FAILED, Lookup, Scopes, TokenToCheck, Unkn
 from tiffin.gateway.context import GatewayContext
 from tiffin.gateway.exchange import Forwarded, Limits
 from tiffin.gateway.framing import CONTINUE
-from tiffin.gateway.gate import local_reply
+from tiffin.gateway.gate import local_reply, unrouted
 from tiffin.gateway.parsing import (
     Body,
     End,
@@ -196,20 +198,23 @@ class ClientConnection(Peer):
         self.head_since = None
         self._request, self._started = request, clock.time()
         self._body_done = self._answered = False
-        self._route = self.context.table.routes.get(self.listener.port)
-        self._decide(self.context.tokens.lookup)
+        table = self.context.table
+        route = self._route = table.route(self.listener.port, request.fields.get(b"host"))
+        if route is None:
+            self._answer(unrouted(request, self.listener.port, table))
+        else:
+            self._decide(self.context.tokens.lookup)
 
     def _decide(self, lookup: Lookup) -> None:
         request, route, context = self._request, self._route, self.context
-        assert request is not None
-        reply = local_reply(request, route, self.listener.port, lookup, context.advertised_host)
+        assert request is not None and route is not None
+        reply = local_reply(request, route, lookup, context.advertised_host)
         if isinstance(reply, TokenToCheck):
             self.machine.fire(ClientEvent.CHECK)
             self._deciding = asyncio.get_running_loop().create_task(self._check(reply.token))
         elif reply is not None:
             self._answer(reply)
         else:
-            assert route is not None
             self._admit(route)
 
     async def _check(self, token: str) -> None:
@@ -236,7 +241,7 @@ class ClientConnection(Peer):
             self._guarded(lambda: self._decide(lookup))
 
     def _admit(self, route: Route) -> None:
-        outcome = self.context.activator.acquire(route, self.listener.port, self)
+        outcome = self.context.activator.acquire(route, self)
         if isinstance(outcome, Slot):
             self._forward(outcome)
         elif outcome is None:

@@ -4,6 +4,11 @@ Heads are rebuilt, never copied: hop-by-hop fields (RFC 9110 §7.6.1) and any fi
 `Connection` stop here, and so does every framing field, because the gateway frames each body itself:
 `Content-Length` when the length is known, else chunked transfer coding (close-delimited for HTTP/1.0
 clients). So what reaches a replica or a client is framed by one party only, whatever the sender wrote.
+
+`X-Forwarded-For` gets the client's address appended. `X-Forwarded-Proto` and `X-Forwarded-Host` a proxy
+in front sent (one that terminates TLS, say) are passed on as they came, else the gateway writes `http`
+and the `Host` it got: information for the app (to build its own URLs), never used for routing, which
+goes by `Host` alone.
 """
 
 from tiffin.gateway.parsing import Fields, Framing, RequestHead, ResponseHead
@@ -34,21 +39,28 @@ def request_head(request: RequestHead, client_host: str) -> bytes:
     """The head sent to a replica: HTTP/1.1, end-to-end fields, X-Forwarded-*, the gateway's framing."""
     lines = [request.method, b" ", request.target, b" HTTP/1.1\r\n"]
     lines += _end_to_end(request.fields, _FORWARDED)
-    named = request.fields.tokens(b"connection")  # a client naming X-Forwarded-For meant it for this hop
+    named = request.fields.tokens(b"connection")  # X-Forwarded-* named there were for this hop only
     earlier = request.fields.get(b"x-forwarded-for") if b"x-forwarded-for" not in named else None
     client = client_host.encode()
     lines += [b"x-forwarded-for: ", client if earlier is None else earlier + b", " + client, _CRLF]
-    lines.append(b"x-forwarded-proto: http\r\n")
+    proto = _from_earlier_proxy(request.fields, b"x-forwarded-proto", named) or b"http"
+    lines += [b"x-forwarded-proto: ", proto, _CRLF]
     host = request.fields.get(b"host")
-    if host is not None:
-        lines += [b"x-forwarded-host: ", host, _CRLF]
-    else:  # an HTTP/1.0 request without one: HTTP/1.1 needs it, empty for no authority (RFC 9112 §3.2)
+    forwarded_host = _from_earlier_proxy(request.fields, b"x-forwarded-host", named) or host
+    if forwarded_host is not None:
+        lines += [b"x-forwarded-host: ", forwarded_host, _CRLF]
+    if host is None:  # HTTP/1.0 without one: HTTP/1.1 needs it, empty for no authority (RFC 9112 §3.2)
         lines.append(b"host: \r\n")
     lines.append(_request_framing(request))
     if request.upgrade == b"websocket":
         lines.append(b"connection: upgrade\r\nupgrade: websocket\r\n")
     lines.append(_CRLF)
     return b"".join(lines)
+
+
+def _from_earlier_proxy(fields: Fields, name: bytes, named: frozenset[bytes]) -> bytes | None:
+    """A forwarding field as a proxy in front sent it; None if absent, empty, or meant for this hop only."""
+    return None if name in named else fields.get(name) or None
 
 
 def _request_framing(request: RequestHead) -> bytes:

@@ -4,8 +4,9 @@ It runs inside the caller's event loop (the one uvicorn runs Tiffin's API in), s
 stays one process. `apply()` takes a snapshot only when its version is newer than the one in service,
 and swaps the whole compiled table in one assignment, so each request sees one consistent snapshot;
 listeners follow the table (new ports opened, removed ports closed with their in-flight requests
-allowed to finish), and the activator hands requests waiting for a replica the room the new table
-has, oldest first. A once-a-second sweep closes idle connections on both sides and answers 408 to
+allowed to finish; the shared port, which routes by host name, is open while the snapshot has a
+domain), and the activator hands requests waiting for a replica the room the new table has, oldest
+first. A once-a-second sweep closes idle connections on both sides and answers 408 to
 request heads that trickle in.
 """
 
@@ -77,18 +78,23 @@ class Gateway:
         activator = self._activator
         return Traffic(self._endpoints.traffic(), activator.stats(), dict(activator.arrivals))
 
+    async def counts(self) -> Traffic:
+        """`traffic()`, for callers that may as well be reading it from elsewhere (the reconciler)."""
+        return self.traffic()
+
     async def apply(self, snapshot: RoutingSnapshot) -> None:
         """Serve `snapshot` from now on, unless its version is not newer than the one in service; raises
         ValueError, changing nothing, if it is inconsistent."""
         async with self._applying:
             if 0 < snapshot.version <= self._context.table.version:
                 return  # not newer than the table in service (0: unversioned, always applied)
-            table = compile_table(snapshot, self._endpoints, self._balancers)
+            settings = self._settings
+            table = compile_table(snapshot, self._endpoints, self._balancers, settings.shared_port)
             self._context.table = table
             self._endpoints.replace(dict(table.endpoints))
-            self._listeners.close_except(table.routes)
-            self._activator.update(table.routes)
-            await self._listeners.open(table.routes)
+            self._listeners.close_except(table.ports)
+            self._activator.update(table.services)
+            await self._listeners.open(table.ports)
             if self._sweeper is None:
                 self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 

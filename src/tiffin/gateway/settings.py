@@ -2,12 +2,14 @@
 
 from dataclasses import dataclass
 
+from tiffin.core.domain import DEFAULT_GATEWAY_PORT
 from tiffin.gateway.balancer import Policy
 
 
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
     balancing: Policy = "least_in_flight"
+    shared_port: int = DEFAULT_GATEWAY_PORT  # serves every deployment by `Host`, if the snapshot has a domain
     token_ttl_s: float = 5.0  # how long a valid token's scopes are trusted without asking the store
     invalid_token_ttl_s: float = 1.0  # how long an unknown token stays refused without asking again
     connect_timeout_s: float = 5.0

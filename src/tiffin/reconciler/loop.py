@@ -48,11 +48,12 @@ NO_TRAFFIC = Traffic({}, {})
 
 
 class GatewayPort(Protocol):
-    """What the loop needs of the gateway: publish routes, read traffic counts."""
+    """What the loop needs of the gateways: publish routes, read what they counted (one gateway in this
+    process, or every gateway through the store)."""
 
     async def apply(self, snapshot: RoutingSnapshot) -> None: ...
 
-    def traffic(self) -> Traffic: ...
+    async def counts(self) -> Traffic: ...
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class ReconcilerDeps:
     ports: PortPool
     queue_capacity: int = DEFAULT_QUEUE_CAPACITY
     scaler: ScalerSettings = DEFAULT_SETTINGS
+    gateway_host: str = "127.0.0.1"  # where replicas reach the gateways' internal routes
+    domain: str = ""  # TIFFIN_DOMAIN: deployments are also served at <name>.<domain>
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ class Reconciler:
         self._recorder.persist(
             rows, Observed(decided.statuses, scales), Replicas(observed, self._book), happened
         )
-        return snapshot(decided.routes, observed)
+        return snapshot(decided.routes, observed, self._deps.domain)
 
     def _read(self, actual: Sequence[ReplicaStatus]) -> tuple[list[Deployment], list[Wanted]]:
         """Desired state from the store. On the way, the replica tokens of revisions that are no longer
@@ -176,6 +179,7 @@ class Reconciler:
             if want.replica_token_ciphertext
             else "",
             secrets=want.secrets,
+            gateway_host=self._deps.gateway_host,
         )
         services = [
             DesiredService(
@@ -231,7 +235,7 @@ class Reconciler:
         while not stop.is_set():
             nudge.clear()
             try:
-                traffic = gateway.traffic()  # read in the gateway's loop, where the counts change
+                traffic = await gateway.counts()
                 changed = newer(published, await asyncio.to_thread(self.step, traffic))
                 if changed is not None:
                     await gateway.apply(changed)

@@ -1,7 +1,11 @@
-"""Builds the routing snapshot the gateway serves from deployments and the replicas observed."""
+"""Builds the routing snapshot the gateway serves from deployments and the replicas observed.
+
+The operator's domain (`TIFFIN_DOMAIN`) travels in the snapshot, so every gateway serves the same host
+names as the API hands out.
+"""
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus
 from tiffin.core.deployment_status import DeploymentStatus
@@ -23,15 +27,18 @@ class RouteInput:
 def newer(published: RoutingSnapshot | None, built: RoutingSnapshot) -> RoutingSnapshot | None:
     """`built` with the next version if it routes differently from `published`, else None (nothing to
     publish: gateways keep their tables, balancers and pools untouched)."""
-    if published is not None and published.deployments == built.deployments:
-        return None
+    if published is not None and replace(published, version=built.version) == built:
+        return None  # the same deployments under the same domain
     version = published.version + 1 if published is not None else 1
-    return RoutingSnapshot(built.deployments, version)
+    return replace(built, version=version)
 
 
-def snapshot(deployments: Sequence[RouteInput], observed: Sequence[ReplicaStatus]) -> RoutingSnapshot:
-    """Only RUNNING replicas get traffic, whatever revision they belong to."""
-    return RoutingSnapshot({d.name: _route(d, observed) for d in deployments})
+def snapshot(
+    deployments: Sequence[RouteInput], observed: Sequence[ReplicaStatus], domain: str = ""
+) -> RoutingSnapshot:
+    """Only RUNNING replicas get traffic, whatever revision they belong to; with a `domain`, every
+    deployment is also served at `<name>.<domain>`."""
+    return RoutingSnapshot({d.name: _route(d, observed) for d in deployments}, domain=domain)
 
 
 def _route(deployment: RouteInput, observed: Sequence[ReplicaStatus]) -> DeploymentRoute:

@@ -42,6 +42,7 @@ class RuntimeContext:
     api_endpoint: str
     replica_token: str
     secrets: Sequence[SecretMaterial] = ()
+    gateway_host: str = "127.0.0.1"  # where replicas reach a gateway's internal routes
 
 
 def replica_template(runtime: RuntimeContext, settings: ServiceSettings) -> ReplicaSpec:
@@ -55,7 +56,7 @@ def replica_template(runtime: RuntimeContext, settings: ServiceSettings) -> Repl
         python=runtime.python,
         env=_env(runtime, settings),
         depends=_depends(runtime, settings.name),
-        resources=Resources(settings.cpu_millicores, settings.memory_bytes, settings.gpus),
+        resources=Resources(settings.cpu_millicores, settings.memory_bytes, settings.gpus, settings.gpu_type),
         files=_files(runtime.secrets),
     )
 
@@ -82,7 +83,7 @@ def _depends(runtime: RuntimeContext, service: str) -> dict[str, str]:
     """Each Service this one depends on, at its internal route (never a single replica)."""
     names = _dependency_names(runtime.manifest, service)
     return {
-        name: f"http://127.0.0.1:{runtime.internal_ports[name]}"
+        name: f"http://{runtime.gateway_host}:{runtime.internal_ports[name]}"
         for name in names
         if name in runtime.internal_ports
     }

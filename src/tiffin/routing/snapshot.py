@@ -1,7 +1,10 @@
-"""What the reconciler publishes and the gateway serves: ports, Services and their ready replicas.
+"""What the reconciler publishes and the gateway serves: ports, host names, Services and their ready
+replicas.
 
 A snapshot is immutable; the gateway swaps the whole thing atomically, so a request always sees one
-consistent picture.
+consistent picture. With a `domain` (the operator's wildcard DNS name), each deployment is also served
+at the host name `<deployment name>.<domain>` on the gateway's one shared port (where the gateway
+listens is its own setting); without one, by its ports only.
 """
 
 from collections.abc import Mapping
@@ -53,3 +56,4 @@ class RoutingSnapshot:
 
     deployments: Mapping[str, DeploymentRoute] = field(default_factory=dict)
     version: int = 0
+    domain: str = ""  # e.g. "apps.example.com": deployment "shop" is also served as shop.apps.example.com

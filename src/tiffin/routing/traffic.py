@@ -5,7 +5,7 @@ Replica counts are cumulative for as long as the gateway routes to the replica's
 differences or rates as it needs them.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 
@@ -36,3 +36,22 @@ class Traffic:
     replicas: Mapping[str, ReplicaTraffic]  # by replica URL, e.g. "http://127.0.0.1:41234"
     queues: Mapping[tuple[str, str], QueueStats]  # by (deployment, Service); only non-empty queues
     arrivals: Mapping[tuple[str, str], int] = field(default_factory=dict)  # requests so far, by Service
+
+
+def merge(counts: Sequence[Traffic]) -> Traffic:
+    """What several gateways counted, as one: requests and in-flight summed per replica, waiting
+    requests summed per Service (the oldest wait is the longest), arrivals summed."""
+    replicas: dict[str, ReplicaTraffic] = {}
+    queues: dict[tuple[str, str], QueueStats] = {}
+    arrivals: dict[tuple[str, str], int] = {}
+    for traffic in counts:
+        for url, counted in traffic.replicas.items():
+            replicas[url] = replicas.get(url, ReplicaTraffic()) + counted
+        for key, queue in traffic.queues.items():
+            before = queues.get(key, QueueStats())
+            queues[key] = QueueStats(
+                before.waiting + queue.waiting, max(before.oldest_wait_s, queue.oldest_wait_s)
+            )
+        for key, count in traffic.arrivals.items():
+            arrivals[key] = arrivals.get(key, 0) + count
+    return Traffic(replicas, queues, arrivals)

@@ -18,7 +18,7 @@ LEVELS = ("debug", "info", "warning", "error")
 FORMATS: tuple[LogFormat, ...] = ("text", "json")
 ACCESS_LOGGERS = ("uvicorn.access", "tiffin.access")
 _FIELDS = ("deployment", "service", "replica", "event")
-_CHATTY = ("alembic",)  # libraries whose info lines say nothing an operator acts on: debug only
+_CHATTY = ("alembic", "httpx", "httpcore")  # their info lines say nothing an operator acts on
 
 
 class TextFormatter(logging.Formatter):

@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from tiffin.backends.ended import EndedReplica
-from tiffin.backends.local import LocalBackend
+from tiffin.backends.protocol import Backend
 from tiffin.builder import Builder
 from tiffin.core.clock import Clock
+from tiffin.core.domain import DEFAULT_GATEWAY_PORT
 from tiffin.core.errors import Unauthorized
-from tiffin.gateway import Gateway
+from tiffin.gateway import Gateway, GatewaySettings
 from tiffin.reconciler.loop import Reconciler, ReconcilerDeps
 from tiffin.store.db import Database
 from tiffin.store.tokens import authenticate
@@ -23,12 +24,13 @@ from tiffin.store.tokens import authenticate
 @dataclass
 class Runtime:
     reconciler: Reconciler
-    backend: LocalBackend
+    backend: Backend
     builder: Builder
     db: Database
     clock: Clock
     gateway_host: str
     interval_s: float
+    gateway_port: int = DEFAULT_GATEWAY_PORT  # with a domain: where deployments are served by host name
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -38,7 +40,8 @@ class Runtime:
             loop.call_soon_threadsafe(nudge.set)
 
         self.backend.subscribe(wake)
-        gateway = Gateway(self.gateway_host, self.check_token, on_demand=lambda _: nudge.set())
+        settings = GatewaySettings(shared_port=self.gateway_port)
+        gateway = Gateway(self.gateway_host, self.check_token, settings, on_demand=lambda _: nudge.set())
         task = asyncio.create_task(self.reconciler.run(gateway, self.interval_s, stop, nudge))
         try:
             yield
@@ -70,6 +73,15 @@ class Runtime:
 
 
 def make_runtime(
-    deps: ReconcilerDeps, backend: LocalBackend, builder: Builder, gateway_host: str, interval_s: float
+    deps: ReconcilerDeps, gateway_host: str, interval_s: float, gateway_port: int = DEFAULT_GATEWAY_PORT
 ) -> Runtime:
-    return Runtime(Reconciler(deps), backend, builder, deps.db, deps.clock, gateway_host, interval_s)
+    return Runtime(
+        Reconciler(deps),
+        deps.backend,
+        deps.builder,
+        deps.db,
+        deps.clock,
+        gateway_host,
+        interval_s,
+        gateway_port,
+    )

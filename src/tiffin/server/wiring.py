@@ -11,11 +11,12 @@ from tiffin.api.context import ApiContext
 from tiffin.api.tickets import TicketSigner
 from tiffin.artifacts.storage import ArtifactStore
 from tiffin.autoscaler import ScalerSettings
-from tiffin.backends.capacity import detect_host_capacity
+from tiffin.backends.capacity import HostCapacity, detect_host_capacity, with_machine_gpus
 from tiffin.backends.local import LocalBackend
 from tiffin.builder import Builder
 from tiffin.core.clock import Clock, SystemClock
-from tiffin.core.instance_types import load_catalog
+from tiffin.core.errors import BadRequest
+from tiffin.core.instance_types import InstanceType, load_catalog
 from tiffin.core.keyring import load_or_create_key
 from tiffin.core.settings import Settings
 from tiffin.reconciler.loop import ReconcilerDeps
@@ -46,6 +47,8 @@ class Listen:
 def build(settings: Settings, clock: Clock | None = None, listen: Listen | None = None) -> Tiffin:
     """The API only; with `listen`, also the runtime that builds and runs deployments."""
     clock = clock or SystemClock()
+    if listen is not None:
+        _check_ports(settings, listen)
     settings.home.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
     migrate(db.engine)
@@ -60,7 +63,16 @@ def build(settings: Settings, clock: Clock | None = None, listen: Listen | None 
     return Tiffin(app, db, first_start.admin_token)
 
 
+def _check_ports(settings: Settings, listen: Listen) -> None:
+    if settings.domain is not None and listen.port == settings.gateway_port:
+        raise BadRequest(
+            f"The API and TIFFIN_GATEWAY_PORT both want port {listen.port}: give `tiffin up` another --port"
+            " or set another TIFFIN_GATEWAY_PORT."
+        )
+
+
 def _api_context(settings: Settings, db: Database, clock: Clock) -> ApiContext:
+    host = detect_host_capacity()
     key = load_or_create_key(settings.secret_key_file)
     box = SecretBox(key)
     return ApiContext(
@@ -70,33 +82,62 @@ def _api_context(settings: Settings, db: Database, clock: Clock) -> ApiContext:
         artifacts=ArtifactStore(settings.artifacts_dir, settings.max_upload_bytes),
         secrets=SecretStore(box),
         tickets=TicketSigner(key, settings.presign_ttl_seconds, clock),
-        instance_types=load_catalog(settings.instance_types_file),
-        host=detect_host_capacity(),
+        instance_types=catalog(settings, host),
+        host=host,
         box=box,
         ports=PortPool(*settings.deployment_ports),
     )
 
 
 def _runtime(settings: Settings, context: ApiContext, listen: Listen) -> Runtime:
-    backend = LocalBackend(settings.replicas_dir, context.host)
-    builder = Builder(settings.builds_dir, env_cache=settings.env_cache)
-    deps = ReconcilerDeps(
+    deps = reconciler_deps(settings, context, f"http://{url_host(listen.host)}:{listen.port}")
+    return make_runtime(deps, listen.host, settings.reconcile_interval_s, settings.gateway_port)
+
+
+def reconciler_deps(
+    settings: Settings, context: ApiContext, api_endpoint: str, gateway_host: str = "127.0.0.1"
+) -> ReconcilerDeps:
+    """What the reconciler runs with: a local backend, the builder, the store; replicas reach the API
+    at `api_endpoint` and other Services through a gateway at `gateway_host`."""
+    return ReconcilerDeps(
         db=context.db,
-        backend=backend,
-        builder=builder,
+        backend=LocalBackend(settings.replicas_dir, context.host),
+        builder=Builder(settings.builds_dir, env_cache=settings.env_cache),
         artifacts=context.artifacts,
         secrets=context.secrets,
         box=context.box,
         catalog=context.instance_types,
-        api_endpoint=f"http://{url_host(listen.host)}:{listen.port}",
+        api_endpoint=api_endpoint,
         clock=context.clock,
         ports=context.ports,
         queue_capacity=settings.queue_capacity,
         scaler=ScalerSettings(
             period_s=settings.autoscale_period_s, stable_window_s=settings.autoscale_window_s
         ),
+        gateway_host=gateway_host,
+        domain=settings.domain.name if settings.domain is not None else "",
     )
-    return make_runtime(deps, backend, builder, listen.host, settings.reconcile_interval_s)
+
+
+def open_database(settings: Settings) -> Database:
+    """The store, migrated to the latest schema."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    migrate(db.engine)
+    return db
+
+
+def open_store(settings: Settings, clock: Clock) -> tuple[Database, ApiContext]:
+    """The migrated store and what the processes that run deployments share (keys, artifacts, catalog)."""
+    db = open_database(settings)
+    return db, _api_context(settings, db, clock)
+
+
+def catalog(settings: Settings, host: HostCapacity) -> list[InstanceType]:
+    """The operator's instance types if they wrote a file; else the built-ins and one type for each GPU
+    model this machine has that none of them names."""
+    types = load_catalog(settings.instance_types_file)
+    return types if settings.instance_types_file.exists() else with_machine_gpus(types, host)
 
 
 def url_host(host: str) -> str:

@@ -199,3 +199,26 @@ class DeploymentEvent(Base):
     kind: Mapped[str] = mapped_column(String(16))
     service: Mapped[str] = mapped_column(String(128), default="")
     message: Mapped[str] = mapped_column(Text)
+
+
+class PublishedRoutes(Base):
+    """The routing snapshot the leading controller published last (one row): gateways poll its version."""
+
+    __tablename__ = "published_routes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    snapshot: Mapped[dict[str, Any]]
+    published_at: Mapped[datetime]
+
+
+class GatewayState(Base):
+    """One running gateway: its heartbeat, and what it counted (the controller sums every live one)."""
+
+    __tablename__ = "gateways"
+
+    gateway_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(String(256))
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime] = mapped_column(index=True)
+    traffic: Mapped[dict[str, Any]]

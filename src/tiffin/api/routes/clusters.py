@@ -1,4 +1,9 @@
-"""Clusters and instance types: one cluster, `default`, standing for this Tiffin's runtime."""
+"""Clusters and instance types: one cluster, `default`, standing for this Tiffin's runtime.
+
+Each instance type says whether this machine can run it: `schedulable` and `unschedulable_reason`
+for API clients, and the same in words at the end of its `description`, the one free-text field the
+bentoml client shows (`bentoml deployment list-instance-types -o json`).
+"""
 
 from typing import Any
 
@@ -45,6 +50,7 @@ def _instance_types(catalog: list[InstanceType], host: HostCapacity) -> list[dic
 
 def _instance_type(index: int, item: InstanceType, host: HostCapacity) -> dict[str, Any]:
     why_not = host.why_not(item)
+    shortfall = host.shortfall(item)
     gpu_config = {"type": item.gpu_type, "memory": item.gpu_memory or ""} if item.gpu_type else None
     return {
         "uid": f"instance-type-{index}",
@@ -55,7 +61,7 @@ def _instance_type(index: int, item: InstanceType, host: HostCapacity) -> dict[s
         "resource_type": "resource_instance",
         "labels": [],
         "display_name": item.name,
-        "description": item.description,
+        "description": _with_where_it_runs(item.description, shortfall),
         "config": {
             "group": item.group,
             "price": item.price,
@@ -65,3 +71,12 @@ def _instance_type(index: int, item: InstanceType, host: HostCapacity) -> dict[s
         "schedulable": why_not is None,
         "unschedulable_reason": why_not or "",
     }
+
+
+def _with_where_it_runs(description: str, shortfall: str | None) -> str:
+    """`"1 NVIDIA T4, 4 CPU cores, 16 GiB memory. Not schedulable on this machine: it needs ..."`."""
+    where = (
+        f"Not schedulable on this machine: it {shortfall}." if shortfall else "Schedulable on this machine."
+    )
+    description = description.strip().removesuffix(".")
+    return f"{description}. {where}" if description else where

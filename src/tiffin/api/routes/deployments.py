@@ -247,5 +247,12 @@ def _section(title: str, text: str) -> str:
 
 
 def _json(session: Session, context: ApiContext, row: Deployment) -> Json:
-    url = f"http://{context.public_host}:{row.port}"
-    return wire.deployment(row, store.current_revision(session, row), url, transmission_strategy(context))
+    revision = store.current_revision(session, row)
+    return wire.deployment(row, revision, _url(context, row), transmission_strategy(context))
+
+
+def _url(context: ApiContext, row: Deployment) -> str:
+    """The one URL clients get (`urls[0]`: `get_client()`, `depends(deployment=)`, `deployment get`): by
+    host name under TIFFIN_DOMAIN when one is set, else the deployment's own port. Both are served."""
+    domain = context.settings.domain
+    return domain.url(row.name) if domain is not None else f"http://{context.public_host}:{row.port}"
