@@ -54,7 +54,7 @@ from bench.cleanup import scratch
 from bench.polling import deployment_api, epoch, wait_for
 from tiffin.backends import launch
 from tiffin.backends.ledger import Allocation
-from tiffin.backends.protocol import ReplicaSpec
+from tiffin.backends.protocol import BentoRef, Materialized, ReplicaSpec
 from tiffin.backends.replica_dir import ReplicaPaths
 from tiffin.builder.builder import Builder
 from tiffin.builder.envcache import EnvCache
@@ -125,12 +125,19 @@ def deploy(server: TiffinServer, root: Path) -> tuple[str, str]:
 # --- the bare replica ----------------------------------------------------------------------------
 
 
-def bare_spec(home: Path, tag: str) -> ReplicaSpec:
-    """The replica spec Tiffin would use, pointing at the bento directory and environment it built."""
+@dataclass(frozen=True)
+class Bare:
+    """The replica spec Tiffin would use, and the bento directory and environment it built."""
+
+    spec: ReplicaSpec
+    bento: Materialized
+
+
+def bare_spec(home: Path, tag: str) -> Bare:
     builder = Builder(home / "builds")
     bento_dir = builder.bento_dir(tag)
     python = EnvCache(builder.root).path(env_key(read_env_spec(bento_dir))) / "bin" / "python"
-    return ReplicaSpec("bare", NAME, SERVICE, "bare", bento_dir, python)
+    return Bare(ReplicaSpec("bare", NAME, SERVICE, "bare", BentoRef(tag)), Materialized(bento_dir, python))
 
 
 def server_process(launcher_pid: int) -> psutil.Process | None:
@@ -144,7 +151,7 @@ def server_process(launcher_pid: int) -> psutil.Process | None:
     return None
 
 
-def check_command(server: TiffinServer, spec: ReplicaSpec) -> str:
+def check_command(server: TiffinServer, bare: Bare) -> str:
     """Whether the bare command is the one the live replica runs (ports aside); a line to print."""
     pids = [
         r["pid"]
@@ -155,7 +162,7 @@ def check_command(server: TiffinServer, spec: ReplicaSpec) -> str:
     if found is None:
         return "could not read a live replica's command line to compare"
     live = found.cmdline()
-    ours = launch.default_command(spec, int(live[live.index("--port") + 1]))
+    ours = launch.default_command(bare.spec, bare.bento, "127.0.0.1", int(live[live.index("--port") + 1]))
     return "same as the live replica's" if ours == live else f"DIFFERS from the live replica's: {live}"
 
 
@@ -185,17 +192,18 @@ def spawned(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> Itera
         stop_tree(process)
 
 
-def bare_ready(server: TiffinServer, spec: ReplicaSpec, scratch: Path) -> float:
+def bare_ready(server: TiffinServer, bare: Bare, scratch: Path) -> float:
     """Seconds from spawning the replica command to its first `/readyz` 200, started once the deployment
     is back at zero (so no replica of it runs or stops meanwhile)."""
     quiet(server)
     paths = ReplicaPaths(Path(tempfile.mkdtemp(prefix="bare-", dir=scratch)) / "replica")
     launch.prepare(paths, ())
-    env = launch.replica_env(spec, paths, Allocation())
+    env = launch.replica_env(bare.spec, paths, Allocation())
     port = free_port()
     with httpx.Client(timeout=1) as client:
         started = time.monotonic()
-        with spawned(launch.default_command(spec, port), env, spec.bento_dir, paths.output_log) as process:
+        command = launch.default_command(bare.spec, bare.bento, "127.0.0.1", port)
+        with spawned(command, env, bare.bento.bento_dir, paths.output_log) as process:
             while time.monotonic() - started < WAIT_TIMEOUT_S:
                 if process.poll() is not None:
                     raise SystemExit(f"the bare replica exited {process.returncode}; see {paths.output_log}")
@@ -270,20 +278,20 @@ def measure(root: Path, repeats: int) -> list[Pair]:
     try:
         server.start()
         tag, url = deploy(server, root)
-        spec, skew = bare_spec(server.home, tag), start_time_skew()
+        replica, skew = bare_spec(server.home, tag), start_time_skew()
         print(f"deployment {NAME} at {url}: Service {SERVICE}, min 0, max 1; bento {tag}", flush=True)
         warm_woken, _ = woken(server, url, skew)
-        print(f"bare command: {check_command(server, spec)}", flush=True)
-        warm_bare = bare_ready(server, spec, root)
+        print(f"bare command: {check_command(server, replica)}", flush=True)
+        warm_bare = bare_ready(server, replica, root)
         print(f"warm-up (not counted): bare {warm_bare:.2f} s, scaled to zero {warm_woken:.2f} s", flush=True)
         pairs = []
         for number in range(repeats):
             if number % 2 == 0:
-                bare = bare_ready(server, spec, root)
+                bare = bare_ready(server, replica, root)
                 seconds, parts = woken(server, url, skew)
             else:
                 seconds, parts = woken(server, url, skew)
-                bare = bare_ready(server, spec, root)
+                bare = bare_ready(server, replica, root)
             pairs.append(Pair(bare, seconds, parts))
             print(f"  pair {number + 1} done", flush=True)
     finally:

@@ -21,7 +21,15 @@ import pytest
 from tiffin.backends.capacity import GpuInfo, HostCapacity
 from tiffin.backends.isolation import Isolation
 from tiffin.backends.local import LIVENESS_FAILED, LocalBackend
-from tiffin.backends.protocol import MountedFile, ReplicaPhase, ReplicaSpec, ReplicaStatus, Resources
+from tiffin.backends.protocol import (
+    BentoRef,
+    Materialized,
+    MountedFile,
+    ReplicaPhase,
+    ReplicaSpec,
+    ReplicaStatus,
+    Resources,
+)
 from tiffin.backends.replica_dir import read_json
 
 pytestmark = pytest.mark.integration
@@ -81,13 +89,15 @@ TIFFIN_STAND_IN = textwrap.dedent(
     from pathlib import Path
     from tiffin.backends.capacity import HostCapacity
     from tiffin.backends.local import LocalBackend
-    from tiffin.backends.protocol import ReplicaPhase, ReplicaSpec
+    from tiffin.backends.protocol import BentoRef, Materialized, ReplicaPhase, ReplicaSpec
 
     root, fake, flags, ready = map(Path, sys.argv[1:5])
-    command = lambda spec, port: [sys.executable, str(fake), str(port)]
-    backend = LocalBackend(root, HostCapacity(8000, 1 << 36), command=command, probe_interval_s=0.05)
+    command = lambda spec, bento, host, port: [sys.executable, str(fake), str(port)]
+    materialize = lambda bento: Materialized(root.parent, Path(sys.executable))
+    capacity = HostCapacity(8000, 1 << 36)
+    backend = LocalBackend(root, capacity, materialize, command=command, probe_interval_s=0.05)
     env = {"FAKE_FLAGS": str(flags)}
-    backend.start(ReplicaSpec("r-orphan", "d1", "Echo", "r1", root.parent, Path(sys.executable), env))
+    backend.start(ReplicaSpec("r-orphan", "d1", "Echo", "r1", BentoRef("fake:1"), env))
     while backend.observe()[0].phase is not ReplicaPhase.RUNNING:
         time.sleep(0.05)
     ready.touch()
@@ -236,13 +246,14 @@ def make_backend(tmp_path: Path, fake_replica: Path, trees: Trees) -> Iterator[C
     """Backends on one root with fast probes; at teardown no replica process may survive."""
     made: list[LocalBackend] = []
 
-    def fake_command(spec: ReplicaSpec, port: int) -> list[str]:
+    def fake_command(spec: ReplicaSpec, bento: Materialized, host: str, port: int) -> list[str]:
         return [sys.executable, str(fake_replica), str(port)]
 
     def make(**overrides: Any) -> LocalBackend:
         arguments: dict[str, Any] = {
             "root": tmp_path / "replicas",
             "host": HostCapacity(cpu_millicores=8000, memory_bytes=64 * GiB),
+            "materialize": lambda bento: Materialized(tmp_path, Path(sys.executable)),
             "command": fake_command,
             "probe_interval_s": 0.05,
             "liveness_interval_s": 0.1,
@@ -277,8 +288,7 @@ def fake_spec(tmp_path: Path, replica_id: str, **fields: Any) -> ReplicaSpec:
         deployment="d1",
         service="Echo",
         revision="r1",
-        bento_dir=tmp_path,
-        python=Path(sys.executable),
+        bento=BentoRef("fake:1"),
         env=env,
         **fields,
     )
@@ -584,8 +594,12 @@ def test_real_bentoml_service_tree_is_owned(
     project.mkdir()
     (project / "service.py").write_text(ECHO_SERVICE)
     (project / "bentofile.yaml").write_text('service: "service:Echo"\n')
-    backend = make_backend(command=None, stop_grace_s=10.0)
-    spec = ReplicaSpec("r-bento", "d1", "Echo", "r1", bento_dir=project, python=Path(sys.executable))
+
+    def materialize(bento: BentoRef) -> Materialized:
+        return Materialized(project, Path(sys.executable))
+
+    backend = make_backend(command=None, stop_grace_s=10.0, materialize=materialize)
+    spec = ReplicaSpec("r-bento", "d1", "Echo", "r1", BentoRef("echo:1"))
 
     began = time.monotonic()
     backend.start(spec)

@@ -1,15 +1,13 @@
 """The reconciler's timeline entries, computed from two consecutive views of the same deployment."""
 
-from pathlib import Path
-
-from tiffin.backends.protocol import ReplicaPhase, ReplicaSpec, ReplicaStatus
+from tiffin.backends.protocol import BentoRef, ReplicaPhase, ReplicaSpec, ReplicaStatus
 from tiffin.reconciler.events import Happened, View, action_events, changes, status_change, view_of
 from tiffin.reconciler.plan import DesiredService, Drain, Stop
 from tiffin.reconciler.status import Status
 from tiffin.store.events import Kind
 
 P = ReplicaPhase
-TEMPLATE = ReplicaSpec("", "d1", "svc", "rev2", Path("/b"), Path("/py"))
+TEMPLATE = ReplicaSpec("", "d1", "svc", "rev2", BentoRef("svc:v2"))
 
 
 def replica(replica_id: str, phase: ReplicaPhase, revision: str = "rev2", reason: str = "") -> ReplicaStatus:

@@ -2,12 +2,11 @@
 
 import itertools
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
 from tiffin.backends.fake import FakeBackend
-from tiffin.backends.protocol import ReplicaPhase, ReplicaSpec, ReplicaStatus
+from tiffin.backends.protocol import BentoRef, ReplicaPhase, ReplicaSpec, ReplicaStatus
 from tiffin.core.deployment_status import DeploymentStatus
 from tiffin.reconciler.plan import (
     BACKOFF_FIRST_S,
@@ -24,7 +23,7 @@ from tiffin.reconciler.status import BuildState, build_status, runtime_status, t
 
 
 def desired(service: str = "Echo", revision: str = "rev1", replicas: int = 1) -> DesiredService:
-    template = ReplicaSpec("", "d1", service, revision, Path("/bento"), Path("/python"))
+    template = ReplicaSpec("", "d1", service, revision, BentoRef("echo:v1"))
     return DesiredService("d1", service, revision, replicas, template)
 
 

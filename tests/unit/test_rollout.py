@@ -5,12 +5,11 @@ rollout must finish with only new replicas.
 """
 
 import itertools
-from pathlib import Path
 
 import pytest
 
 from tiffin.backends.fake import FakeBackend
-from tiffin.backends.protocol import ReplicaPhase, ReplicaSpec
+from tiffin.backends.protocol import BentoRef, ReplicaPhase, ReplicaSpec
 from tiffin.reconciler.plan import DesiredService, Drain, RestartBook, RollBack, Start, Stop, plan
 from tiffin.reconciler.rollout import budget
 from tiffin.reconciler.status import runtime_status
@@ -20,7 +19,7 @@ LIVE = (ReplicaPhase.PENDING, ReplicaPhase.STARTING, ReplicaPhase.RUNNING)
 
 
 def desired(revision: str, replicas: int, strategy: str, pause: float = 5.0) -> DesiredService:
-    template = ReplicaSpec("", "d1", "Echo", revision, Path("/bento"), Path("/python"))
+    template = ReplicaSpec("", "d1", "Echo", revision, BentoRef("echo:v1"))
     return DesiredService("d1", "Echo", revision, replicas, template, strategy, pause)
 
 

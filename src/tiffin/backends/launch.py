@@ -15,10 +15,11 @@ from pathlib import Path
 
 from tiffin.backends.isolation import Isolation, launcher_prefix
 from tiffin.backends.ledger import Allocation
-from tiffin.backends.protocol import MountedFile, ReplicaSpec
+from tiffin.backends.protocol import Materialized, MountedFile, ReplicaSpec
 from tiffin.backends.replica_dir import ReplicaPaths
 
-Command = Callable[[ReplicaSpec, int], list[str]]
+Command = Callable[[ReplicaSpec, Materialized, str, int], list[str]]
+"""The replica's command line, given its spec, its bento made runnable, and the host and port to bind."""
 
 # Only these of Tiffin's own variables reach a replica: Tiffin's settings and credentials must not.
 INHERITED_ENV = (
@@ -42,32 +43,32 @@ INHERITED_ENV = (
 _PORT_ATTEMPTS = 20
 
 
-def default_command(spec: ReplicaSpec, port: int) -> list[str]:
-    """bentoml's standalone server for one Service of the bento, on `port`."""
+def default_command(spec: ReplicaSpec, bento: Materialized, host: str, port: int) -> list[str]:
+    """bentoml's standalone server for one Service of the bento, on `host`:`port`."""
     depends = [arg for name, url in spec.depends.items() for arg in ("--depends", f"{name}={url}")]
     return [
-        str(spec.python),
+        str(bento.python),
         "-m",
         "bentoml_cli._internal.start",
         "start-http-server",
-        str(spec.bento_dir),
+        str(bento.bento_dir),
         "--service-name",
         spec.service,
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         str(port),
         "--working-dir",
-        str(spec.bento_dir),
+        str(bento.bento_dir),
         *depends,
     ]
 
 
-def free_port(taken: Collection[int]) -> int:
-    """A loopback port nobody listens on now and no other replica was given."""
+def free_port(taken: Collection[int], host: str = "127.0.0.1") -> int:
+    """A port nobody listens on now at `host` and no other replica was given."""
     for _ in range(_PORT_ATTEMPTS):
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
+            sock.bind((host, 0))
             port: int = sock.getsockname()[1]
         if port not in taken:
             return port

@@ -37,7 +37,16 @@ from tiffin.backends.processes import (
     kill_all,
     tree,
 )
-from tiffin.backends.protocol import Backend, ReplicaPhase, ReplicaSpec, ReplicaStatus, Usage
+from tiffin.backends.protocol import (
+    Backend,
+    BentoRef,
+    Materialize,
+    Materialized,
+    ReplicaPhase,
+    ReplicaSpec,
+    ReplicaStatus,
+    Usage,
+)
 from tiffin.backends.replica_dir import (
     ExitRecord,
     ReplicaPaths,
@@ -82,7 +91,8 @@ class _Replica:
     last_error: str = ""  # the exception its output last reported while starting
     output_size: int = -1  # the size of its output log when `last_error` was read
 
-    def status(self) -> ReplicaStatus:
+    def status(self, address: str) -> ReplicaStatus:
+        """As the reconciler sees it; `address` is where other machines (or this one) reach its port."""
         running = self.phase in _LIVE_PHASES and self.record is not None
         port = self.record.port if self.record is not None else None
         return ReplicaStatus(
@@ -91,7 +101,7 @@ class _Replica:
             service=self.service,
             revision=self.revision,
             phase=self.phase,
-            url=f"http://127.0.0.1:{port}" if running else None,
+            url=f"http://{address}:{port}" if running else None,
             pid=self.record.pid if self.record is not None else None,
             reason=self.reason,
             last_error=self.last_error,
@@ -112,9 +122,12 @@ class LocalBackend:
         self,
         root: Path,
         host: HostCapacity,
+        materialize: Materialize,
         clock_time: Callable[[], float] = time.monotonic,
         command: launch.Command | None = None,
         *,
+        bind_host: str = "127.0.0.1",
+        address: str | None = None,
         probe_interval_s: float = 0.1,
         liveness_interval_s: float = 5.0,
         liveness_failures: int = 3,
@@ -126,6 +139,10 @@ class LocalBackend:
         ended: EndedLogs | None = None,
     ) -> None:
         self._root = root
+        self._materialize = materialize
+        self._materialized: dict[BentoRef, Materialized] = {}
+        self._bind_host = bind_host  # where replicas listen
+        self._address = address or bind_host  # where they are reached
         self._now = clock_time
         self._command = command or launch.default_command
         self._probe_interval_s = probe_interval_s
@@ -185,7 +202,8 @@ class LocalBackend:
 
     def observe(self) -> list[ReplicaStatus]:
         with self._lock:
-            return [replica.status() for replica in self._replicas.values() if not replica.forgotten]
+            replicas = [replica for replica in self._replicas.values() if not replica.forgotten]
+            return [replica.status(self._address) for replica in replicas]
 
     def read_log(self, replica_id: str, tail: int) -> str:
         if not _SAFE_ID.fullmatch(replica_id):
@@ -242,7 +260,7 @@ class LocalBackend:
             deployment=spec.deployment,
             service=spec.service,
             revision=spec.revision,
-            port=launch.free_port(taken),
+            port=launch.free_port(taken, self._bind_host),
             isolation=self._isolation.value,
             cpu_millicores=allocation.cpu_millicores,
             memory_bytes=allocation.memory_bytes,
@@ -253,13 +271,14 @@ class LocalBackend:
     def _spawn(
         self, spec: ReplicaSpec, paths: ReplicaPaths, record: ReplicaRecord, allocation: Allocation
     ) -> ReplicaRecord:
+        bento = self._runnable(spec.bento)
         options = {
             "--grace": f"{self._stop_grace_s * _SHIM_GRACE_SHARE:g}",
-            "--cwd": str(spec.bento_dir if spec.bento_dir.is_dir() else paths.root),
+            "--cwd": str(bento.bento_dir if bento.bento_dir.is_dir() else paths.root),
             "--log-max-bytes": str(self._log_max_bytes),
             "--log-files": str(self._log_files),
         }
-        command = self._command(spec, record.port)
+        command = self._command(spec, bento, self._bind_host, record.port)
         argv = launch.shim_argv(self._isolation, paths, command, allocation, options)
         pid = launch.spawn_launcher(argv, launch.replica_env(spec, paths, allocation), paths)
         identity = identify(pid)  # our unreaped child: it exists even if it already exited
@@ -267,6 +286,12 @@ class LocalBackend:
         launched = dataclasses.replace(record, pid=pid, create_time=created)
         write_record(paths, launched)
         return launched
+
+    def _runnable(self, bento: BentoRef) -> Materialized:
+        """The bento made runnable here, once per tag (the environment cache makes it cheap anyway)."""
+        if bento not in self._materialized:
+            self._materialized[bento] = self._materialize(bento)
+        return self._materialized[bento]
 
     # --- adoption -------------------------------------------------------------------------------
 
@@ -427,7 +452,7 @@ class LocalBackend:
         probes = []
         now = self._now()
         for replica in self._replicas.values():
-            url = replica.status().url
+            url = replica.status(self._address).url
             if url is None:
                 continue
             if replica.phase is ReplicaPhase.STARTING:

@@ -43,15 +43,35 @@ class MountedFile:
 
 
 @dataclass(frozen=True)
+class BentoRef:
+    """A bento as any machine can find it: its tag and the models it uses (fetched from the store)."""
+
+    tag: str  # "repo:version"
+    models: tuple[str, ...] = ()  # "name:version" of each model it loads
+
+
+@dataclass(frozen=True)
+class Materialized:
+    """A bento made runnable on one machine: unpacked (models under models/), with its environment."""
+
+    bento_dir: Path
+    python: Path  # the interpreter of the bento's built environment
+
+
+Materialize = Callable[[BentoRef], Materialized]
+"""Makes a bento runnable where the backend runs replicas (unpack, build or reuse the environment);
+raises OSError or ValueError with a sentence when it cannot."""
+
+
+@dataclass(frozen=True)
 class ReplicaSpec:
-    """Everything needed to run one replica of one Service of a bento."""
+    """Everything needed to run one replica of one Service of a bento, on any machine: no local path."""
 
     replica_id: str  # unique and filesystem-safe, e.g. "d1-echo-3f2a9c-0"
     deployment: str
     service: str
     revision: str
-    bento_dir: Path  # the unpacked bento (with its models under models/)
-    python: Path  # the interpreter of the bento's built environment
+    bento: BentoRef
     env: Mapping[str, str] = field(default_factory=dict)
     depends: Mapping[str, str] = field(default_factory=dict)  # Service name -> URL
     resources: Resources = field(default_factory=Resources)
@@ -65,7 +85,7 @@ class ReplicaStatus:
     service: str
     revision: str
     phase: ReplicaPhase
-    url: str | None = None  # http://127.0.0.1:<port> once the process runs
+    url: str | None = None  # http://<the backend's address for it>:<port> once the process runs
     pid: int | None = None
     reason: str = ""
     last_error: str = ""  # while starting: the exception its output last reported ("" if none)

@@ -5,6 +5,7 @@ from typing import Any
 
 from tiffin.artifacts.storage import ArtifactStore
 from tiffin.builder import BuildRequest
+from tiffin.builder.materialize import build_request
 from tiffin.core import deployment_config as dc
 from tiffin.core.bento_manifest import entry_service
 from tiffin.core.deployment_status import DeploymentStatus
@@ -77,15 +78,7 @@ def _tag(revision: DeploymentRevision | None) -> str:
 
 
 def _build_request(revision: DeploymentRevision, artifacts: ArtifactStore) -> BuildRequest:
-    artifact = revision.artifact
-    models = {
-        tag: artifacts.path_for("model", *tag.split(":", 1)) for tag in model_tags(artifact.manifest or {})
-    }
-    return BuildRequest(
-        bento_tag=_tag(revision),
-        bento_archive=artifacts.path_for("bento", artifact.repository.name, artifact.version),
-        model_archives=models,
-    )
+    return build_request(artifacts, _tag(revision), model_tags(revision.artifact.manifest or {}))
 
 
 def model_tags(manifest: dict[str, Any]) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from tiffin.artifacts.storage import ArtifactStore
 from tiffin.autoscaler import DEFAULT_SETTINGS, ScalerSettings
-from tiffin.backends.protocol import Backend, ReplicaStatus
+from tiffin.backends.protocol import Backend, BentoRef, ReplicaStatus
 from tiffin.builder import Builder
 from tiffin.core.clock import Clock
 from tiffin.core.deployment_status import DeploymentStatus
@@ -170,8 +170,7 @@ class Reconciler:
         runtime = RuntimeContext(
             deployment=want.name,
             revision=want.revision,
-            bento_dir=built.bento_dir,
-            python=built.python,
+            bento=BentoRef(want.bento_tag, tuple(want.build_request.model_archives)),
             manifest=want.manifest,
             internal_ports=want.internal_ports,
             api_endpoint=self._deps.api_endpoint,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tiffin.backends.protocol import MountedFile, ReplicaSpec, Resources
+from tiffin.backends.protocol import BentoRef, MountedFile, ReplicaSpec, Resources
 from tiffin.core.bento_manifest import manifest_services
 from tiffin.core.deployment_config import ServiceSettings
 from tiffin.reconciler.admission import replica_overrides
@@ -35,8 +35,7 @@ class RuntimeContext:
 
     deployment: str
     revision: str
-    bento_dir: Path
-    python: Path
+    bento: BentoRef
     manifest: Mapping[str, Any]
     internal_ports: Mapping[str, int]
     api_endpoint: str
@@ -52,8 +51,7 @@ def replica_template(runtime: RuntimeContext, settings: ServiceSettings) -> Repl
         deployment=runtime.deployment,
         service=settings.name,
         revision=runtime.revision,
-        bento_dir=runtime.bento_dir,
-        python=runtime.python,
+        bento=runtime.bento,
         env=_env(runtime, settings),
         depends=_depends(runtime, settings.name),
         resources=Resources(settings.cpu_millicores, settings.memory_bytes, settings.gpus, settings.gpu_type),

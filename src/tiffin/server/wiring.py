@@ -14,6 +14,7 @@ from tiffin.autoscaler import ScalerSettings
 from tiffin.backends.capacity import HostCapacity, detect_host_capacity, with_machine_gpus
 from tiffin.backends.local import LocalBackend
 from tiffin.builder import Builder
+from tiffin.builder.materialize import local_materializer
 from tiffin.core.clock import Clock, SystemClock
 from tiffin.core.errors import BadRequest
 from tiffin.core.instance_types import InstanceType, load_catalog
@@ -99,10 +100,12 @@ def reconciler_deps(
 ) -> ReconcilerDeps:
     """What the reconciler runs with: a local backend, the builder, the store; replicas reach the API
     at `api_endpoint` and other Services through a gateway at `gateway_host`."""
+    builder = Builder(settings.builds_dir, env_cache=settings.env_cache)
+    materialize = local_materializer(builder, context.artifacts)
     return ReconcilerDeps(
         db=context.db,
-        backend=LocalBackend(settings.replicas_dir, context.host),
-        builder=Builder(settings.builds_dir, env_cache=settings.env_cache),
+        backend=LocalBackend(settings.replicas_dir, context.host, materialize),
+        builder=builder,
         artifacts=context.artifacts,
         secrets=context.secrets,
         box=context.box,
