@@ -2,14 +2,12 @@
 type an instance type names, the instance types a machine's own GPUs add, and a Service's settings
 carrying the GPU type to its replicas."""
 
-from pathlib import Path
-
 import pytest
 
 from tiffin.backends.capacity import GpuInfo, HostCapacity, with_machine_gpus
 from tiffin.backends.gpu_types import GPU_FAMILIES, gpu_type_of
 from tiffin.backends.ledger import Allocation, Ledger, Shortage
-from tiffin.backends.protocol import Resources
+from tiffin.backends.protocol import BentoRef, Resources
 from tiffin.core import deployment_config as dc
 from tiffin.core.instance_types import BUILTIN_INSTANCE_TYPES, GiB, InstanceType, MiB, find
 from tiffin.reconciler.specs import RuntimeContext, replica_template
@@ -219,7 +217,7 @@ def test_an_unknown_gpu_gets_a_type_named_after_it() -> None:
 def test_a_replica_asks_for_the_gpu_type_of_its_instance_type() -> None:
     bento = {"name": "echo", "service": "service:Echo", "services": [{"name": "Echo", "config": {}}]}
     catalog = with_machine_gpus(BUILTIN_INSTANCE_TYPES, ONE_H100)
-    runtime = RuntimeContext("d1", "rev", Path("/bento"), Path("/python"), bento, {}, "http://api", "token")
+    runtime = RuntimeContext("d1", "rev", BentoRef("echo:v1"), bento, {}, "http://api", "token")
 
     def resources(config: dict[str, object]) -> Resources:
         (settings,) = dc.service_settings(config, bento, catalog)

@@ -12,6 +12,7 @@ from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus
 from tiffin.core.deployment_status import DeploymentStatus
 from tiffin.core.strategy import DEFAULT_STRATEGY, Strategy
 from tiffin.reconciler.plan import Action, DesiredService, Drain, SlotKey, Stop
+from tiffin.reconciler.replica_set import ReplicaSet
 from tiffin.reconciler.status import Status
 from tiffin.store.events import Kind, NewEvent
 
@@ -35,30 +36,23 @@ def view_of(
     desired: Sequence[DesiredService], observed: Sequence[ReplicaStatus], before: View | None
 ) -> View:
     """A Service rolls from when old replicas meet a startable new revision until only new ones serve."""
+    replicas = ReplicaSet(observed)
     rolling = {
         d.key: d.revision
         for d in desired
         if d.template is not None
-        and (_has_old(d, observed) or (before is not None and _unfinished(d, observed, before)))
+        and (_has_old(d, replicas) or (before is not None and _unfinished(d, replicas, before)))
     }
     return View({r.replica_id: r for r in observed}, rolling, {d.key: d.replicas for d in desired})
 
 
-def _has_old(service: DesiredService, observed: Sequence[ReplicaStatus]) -> bool:
-    return any(
-        (r.deployment, r.service) == service.key
-        and r.revision != service.revision
-        and r.phase is not ReplicaPhase.FAILED
-        for r in observed
-    )
+def _has_old(service: DesiredService, replicas: ReplicaSet) -> bool:
+    old = replicas.of(*service.key).other_than(service.revision)
+    return old.count() > old.count(ReplicaPhase.FAILED)
 
 
-def _unfinished(service: DesiredService, observed: Sequence[ReplicaStatus], before: View) -> bool:
-    ready = sum(
-        (r.deployment, r.service, r.revision) == (*service.key, service.revision)
-        and r.phase is ReplicaPhase.RUNNING
-        for r in observed
-    )
+def _unfinished(service: DesiredService, replicas: ReplicaSet, before: View) -> bool:
+    ready = replicas.of(*service.key).of_revision(service.revision).count(ReplicaPhase.RUNNING)
     return before.rolling.get(service.key) == service.revision and ready < service.replicas
 
 

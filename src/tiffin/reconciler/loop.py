@@ -23,7 +23,7 @@ from tiffin.core.instance_types import InstanceType
 from tiffin.core.settings import DEFAULT_QUEUE_CAPACITY
 from tiffin.reconciler.admission import admission, cold_start_timeout
 from tiffin.reconciler.builds import BuildTracker
-from tiffin.reconciler.desired import Wanted, read_wanted
+from tiffin.reconciler.desired import DesiredReader, Wanted
 from tiffin.reconciler.draining import Drains
 from tiffin.reconciler.events import Happened, View, action_events, changes, view_of
 from tiffin.reconciler.persist import Observed, Recorder, Replicas, remembered_restarts
@@ -93,6 +93,7 @@ class Reconciler:
         self._deadlines = ReadinessDeadlines()
         self._view: View | None = None
         self._scaler = Scaler(deps.scaler)
+        self._desired = DesiredReader(deps.artifacts, deps.secrets, deps.catalog)
 
     def step(self, traffic: Traffic | None = None) -> RoutingSnapshot:
         """One pass; `traffic` is what the gateway counted per replica URL (None: nothing known)."""
@@ -123,7 +124,7 @@ class Reconciler:
         deps = self._deps
         with deps.db.session() as session:
             rows = all_deployments(session)
-            wanted = [read_wanted(session, r, deps.artifacts, deps.secrets, deps.catalog) for r in rows]
+            wanted = self._desired.read(session, rows)
             in_use = {(r.deployment, r.revision) for r in actual} | {(w.name, w.revision) for w in wanted}
             retire_replica_tokens(session, in_use, deps.clock.now())
         return rows, wanted

@@ -14,10 +14,11 @@ LIVE = (ReplicaPhase.PENDING, ReplicaPhase.STARTING, ReplicaPhase.RUNNING)
 
 
 class ReplicaSet:
-    __slots__ = ("_replicas",)
+    __slots__ = ("_by_service", "_replicas")
 
     def __init__(self, replicas: Iterable[ReplicaStatus] = ()) -> None:
         self._replicas: tuple[ReplicaStatus, ...] = tuple(replicas)
+        self._by_service: dict[tuple[str, str], list[ReplicaStatus]] | None = None  # built when asked
 
     def __iter__(self) -> Iterator[ReplicaStatus]:
         return iter(self._replicas)
@@ -29,10 +30,18 @@ class ReplicaSet:
         return bool(self._replicas)
 
     def of(self, deployment: str, service: str | None = None) -> "ReplicaSet":
-        """The replicas of one deployment, or of one of its Services."""
-        return ReplicaSet(
-            r for r in self._replicas if r.deployment == deployment and service in (None, r.service)
-        )
+        """The replicas of one deployment, or of one of its Services (looked up, not scanned: a step
+        asks this for every Service of hundreds of deployments)."""
+        if service is None:
+            return ReplicaSet(r for r in self._replicas if r.deployment == deployment)
+        return ReplicaSet(self._index().get((deployment, service), ()))
+
+    def _index(self) -> dict[tuple[str, str], list[ReplicaStatus]]:
+        if self._by_service is None:
+            self._by_service = {}
+            for replica in self._replicas:
+                self._by_service.setdefault((replica.deployment, replica.service), []).append(replica)
+        return self._by_service
 
     def of_revision(self, revision: str) -> "ReplicaSet":
         return ReplicaSet(r for r in self._replicas if r.revision == revision)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus
 from tiffin.core.deployment_status import DeploymentStatus
+from tiffin.reconciler.replica_set import ReplicaSet
 from tiffin.routing.snapshot import Admission, DeploymentRoute, RoutingSnapshot, ServiceRoute
 
 
@@ -38,10 +39,11 @@ def snapshot(
 ) -> RoutingSnapshot:
     """Only RUNNING replicas get traffic, whatever revision they belong to; with a `domain`, every
     deployment is also served at `<name>.<domain>`."""
-    return RoutingSnapshot({d.name: _route(d, observed) for d in deployments}, domain=domain)
+    replicas = ReplicaSet(observed)
+    return RoutingSnapshot({d.name: _route(d, replicas) for d in deployments}, domain=domain)
 
 
-def _route(deployment: RouteInput, observed: Sequence[ReplicaStatus]) -> DeploymentRoute:
+def _route(deployment: RouteInput, observed: ReplicaSet) -> DeploymentRoute:
     services = {
         name: ServiceRoute(
             name,
@@ -62,14 +64,6 @@ def _route(deployment: RouteInput, observed: Sequence[ReplicaStatus]) -> Deploym
     )
 
 
-def _endpoints(deployment: str, service: str, observed: Sequence[ReplicaStatus]) -> tuple[str, ...]:
-    return tuple(
-        sorted(
-            r.url
-            for r in observed
-            if r.deployment == deployment
-            and r.service == service
-            and r.phase is ReplicaPhase.RUNNING
-            and r.url
-        )
-    )
+def _endpoints(deployment: str, service: str, observed: ReplicaSet) -> tuple[str, ...]:
+    ready = observed.of(deployment, service).get(ReplicaPhase.RUNNING)
+    return tuple(sorted(r.url for r in ready if r.url))

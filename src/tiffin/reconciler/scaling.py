@@ -16,6 +16,7 @@ from tiffin.autoscaler import ScalerSettings, ScalerState, ServicePolicy, decide
 from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus, Usage
 from tiffin.core.deployment_config import ServiceSettings
 from tiffin.reconciler.events import Happened
+from tiffin.reconciler.replica_set import ReplicaSet
 from tiffin.reconciler.signals import Requests, Signals, SlotKey
 from tiffin.routing.traffic import QueueStats, Traffic
 from tiffin.store.events import Kind, NewEvent
@@ -58,18 +59,20 @@ class Scaler:
         now: float,
     ) -> list[Happened]:
         """Sample, then size every Service; returns the scaling events. Read `counts` afterwards."""
-        self.signals.sample(now, observed, traffic, usage, {s.key: s.requests() for s in services})
-        happened = [event for s in services if (event := self._size(s, observed, traffic, now)) is not None]
+        replicas = ReplicaSet(observed)
+        self.signals.sample(now, replicas, traffic, usage, {s.key: s.requests() for s in services})
+        happened = [event for s in services if (event := self._size(s, replicas, traffic, now)) is not None]
         self._forget_others({s.key for s in services})
         return happened
 
     def _size(
-        self, service: ScaledService, observed: Sequence[ReplicaStatus], traffic: Traffic, now: float
+        self, service: ScaledService, replicas: ReplicaSet, traffic: Traffic, now: float
     ) -> Happened | None:
         key, settings = service.key, service.settings
         current = self.counts.get(key)
         if current is None:
-            current = self.counts[key] = _clamp(_live(observed, key), settings)
+            live = replicas.of(*key).count(ReplicaPhase.STARTING, ReplicaPhase.RUNNING)
+            current = self.counts[key] = _clamp(live, settings)
         bounded = _clamp(current, settings)
         if bounded != current:
             self.counts[key] = bounded
@@ -101,13 +104,6 @@ def _pressed(state: ScalerState, queue: QueueStats | None, now: float) -> bool:
     return now - state.last_evaluated >= QUEUE_PRESSURE_S
 
 
-def _live(observed: Sequence[ReplicaStatus], key: SlotKey) -> int:
-    return sum(
-        (r.deployment, r.service) == key and r.phase in (ReplicaPhase.STARTING, ReplicaPhase.RUNNING)
-        for r in observed
-    )
-
-
 def _clamp(count: int, settings: ServiceSettings) -> int:
     return min(max(count, settings.min_replicas), settings.max_replicas)
 
@@ -124,13 +120,12 @@ def scale_report(
 ) -> dict[str, dict[str, dict[str, int]]]:
     """Per deployment and Service: the replicas wanted, those ready, and the requests waiting."""
     report: dict[str, dict[str, dict[str, int]]] = {}
+    replicas = ReplicaSet(observed)
     for service in services:
         key, queue = service.key, traffic.queues.get(service.key)
         report.setdefault(key[0], {})[key[1]] = {
             "replicas": counts.get(key, service.settings.min_replicas),
-            "ready": sum(
-                (r.deployment, r.service) == key and r.phase is ReplicaPhase.RUNNING for r in observed
-            ),
+            "ready": replicas.of(*key).count(ReplicaPhase.RUNNING),
             "waiting": queue.waiting if queue else 0,
             "min_replicas": service.settings.min_replicas,
             "max_replicas": service.settings.max_replicas,

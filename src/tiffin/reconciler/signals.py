@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from tiffin.autoscaler import Measurement
 from tiffin.backends.protocol import ReplicaPhase, ReplicaStatus, Usage
+from tiffin.reconciler.replica_set import ReplicaSet
 from tiffin.routing.traffic import Traffic
 
 SlotKey = tuple[str, str]  # (deployment, Service)
@@ -50,15 +51,15 @@ class Signals:
     def sample(
         self,
         now: float,
-        observed: Sequence[ReplicaStatus],
+        observed: ReplicaSet,
         traffic: Traffic,
         usage: Mapping[str, Usage],
         requests: Mapping[SlotKey, Requests],
     ) -> None:
-        running = [r for r in observed if r.phase is ReplicaPhase.RUNNING]
+        running = observed.get(ReplicaPhase.RUNNING)
         for key, asked in requests.items():
             window = self.windows.setdefault(key, Window(now))
-            mine = [r for r in running if (r.deployment, r.service) == key]
+            mine = observed.of(*key).get(ReplicaPhase.RUNNING)
             self._count_traffic(window, key, mine, traffic)
             self._count_usage(window, mine, usage, asked, now)
             queue = traffic.queues.get(key)

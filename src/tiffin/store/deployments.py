@@ -6,7 +6,7 @@ writes back only the observed `status` and the replica records.
 
 import logging
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -151,6 +151,23 @@ def ensure_internal_ports(session: Session, row: Deployment, names: Iterable[str
     if missing:
         given = ports.allocate(session, len(missing))
         row.internal_ports = {**row.internal_ports, **dict(zip(missing, given, strict=True))}
+
+
+def current_revision_uids(session: Session, rows: Sequence[Deployment]) -> dict[int, str]:
+    """The uid of each deployment's current revision, by deployment id, in one light query."""
+    ids = [row.current_revision_id for row in rows if row.current_revision_id is not None]
+    if not ids:
+        return {}
+    query = select(DeploymentRevision.deployment_id, DeploymentRevision.uid).where(
+        DeploymentRevision.id.in_(ids)
+    )
+    return {deployment_id: uid for deployment_id, uid in session.execute(query)}
+
+
+def revisions_by_uid(session: Session, uids: Collection[str]) -> list[DeploymentRevision]:
+    if not uids:
+        return []
+    return list(session.scalars(select(DeploymentRevision).where(DeploymentRevision.uid.in_(uids))))
 
 
 def current_revision(session: Session, row: Deployment) -> DeploymentRevision | None:

@@ -103,10 +103,9 @@ class SecretStore:
         return [SecretItem(**item) for item in self._box.open(secret.items_ciphertext)]
 
     @staticmethod
-    def named(session: Session, organization_id: int, names: list[str]) -> list[Secret]:
-        """The organization's secrets with these names (those that exist)."""
-        query = select(Secret).where(Secret.organization_id == organization_id, Secret.name.in_(names))
-        return list(session.scalars(query))
+    def named_in_any_organization(session: Session, names: list[str]) -> list[Secret]:
+        """The secrets with these names, of every organization (the caller matches organizations)."""
+        return list(session.scalars(select(Secret).where(Secret.name.in_(names))))
 
     def list(self, session: Session, user: User, search: str | None) -> tuple[list[Secret], int]:
         query = select(Secret).where(Secret.organization_id == user.organization_id)
