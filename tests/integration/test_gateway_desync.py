@@ -8,28 +8,16 @@ each, in order, and every client must have received exactly its own responses, n
 """
 
 import json
-import os
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import h11
 import httpx
-import psutil
 import pytest
 
-from tests.integration.test_gateway_bentoml import (
-    GatewayThread,
-    Replica,
-    _collect,
-    _stop_all,
-    _wait_ready,
-    _watch,
-)
+from tests.support.bentoml_replica import GatewayThread, Replica, bentoml_replica
 from tests.support.server import free_port
 from tiffin.routing.snapshot import DeploymentRoute, RoutingSnapshot, ServiceRoute
 
@@ -69,34 +57,9 @@ Recorder.add_asgi_middleware(Record)
 
 @pytest.fixture(scope="module")
 def replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
-    """A real bentoml HTTP server (the approach of `test_gateway_bentoml`), for the whole module."""
-    home = tmp_path_factory.mktemp("recorder")
-    (home / "service.py").write_text(SERVICE)
-    for name in ("home", "tmp"):
-        (home / name).mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BENTO_CLOUD_")}
-    env.update(BENTOML_HOME=str(home / "home"), TMPDIR=str(home / "tmp"), BENTOML_DO_NOT_TRACK="True")
-    port = free_port()
-    command = [sys.executable, "-m", "bentoml_cli._internal.start", "start-http-server", "service:Recorder"]
-    command += ["--working-dir", str(home), "--host", "127.0.0.1", "--port", str(port)]
-    log = home / "replica.log"
-    seen: dict[int, psutil.Process] = {}
-    stop = threading.Event()
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
-    watcher = threading.Thread(target=_watch, args=(process.pid, seen, stop), daemon=True)
-    watcher.start()
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, process, log)
-        yield Replica(url, process, seen)
-    finally:
-        stop.set()
-        watcher.join()
-        _collect(process.pid, seen)
-        _stop_all(seen)
-        process.wait(timeout=10)
-    assert [proc.pid for proc in seen.values() if proc.is_running()] == []
+    """A real bentoml HTTP server, for the whole module."""
+    with bentoml_replica(tmp_path_factory.mktemp("recorder"), SERVICE, "Recorder") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
