@@ -1,5 +1,6 @@
 """LocalBackend with real processes: a fake replica that, like bentoml, leaves a worker in its own
 session, then once with a real bentoml Service. Every test ends with no process of any replica left.
+What every backend must do (start, stop, crash, adopt) is tested against each in test_backend_contract.
 """
 
 import contextlib
@@ -18,6 +19,23 @@ import httpx
 import psutil
 import pytest
 
+from tests.support.replicas import (
+    FAKE_REPLICA,
+    Trees,
+    alive,
+    assert_all_gone,
+    fake_spec,
+    get,
+    kill_and_check,
+    recorded_trees,
+    shim_of,
+    status_of,
+    supervisor_of,
+    wait_for,
+    wait_gone,
+    wait_phase,
+    workers_of,
+)
 from tiffin.backends.capacity import GpuInfo, HostCapacity
 from tiffin.backends.isolation import Isolation
 from tiffin.backends.local import LIVENESS_FAILED, LocalBackend
@@ -36,51 +54,7 @@ pytestmark = pytest.mark.integration
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
-DEADLINE_S = 15.0
 BENTOML_DEADLINE_S = 60.0
-POLL_S = 0.02
-
-# Like bentoml: a supervisor serving HTTP and a worker that starts its own session.
-FAKE_REPLICA = textwrap.dedent(
-    """
-    import http.server, json, os, sys, time
-    from pathlib import Path
-
-    port, flags = int(sys.argv[1]), Path(os.environ["FAKE_FLAGS"])
-    print(os.environ.get("FAKE_SAY", ""), flush=True)
-    if os.environ.get("FAKE_EXIT"):
-        sys.exit(int(os.environ["FAKE_EXIT"]))
-    worker = os.fork()
-    if worker == 0:
-        os.setsid()
-        while True:
-            time.sleep(1)
-    hog, readyz_hits = [], [0]
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            ok = True
-            if self.path == "/readyz":
-                readyz_hits[0] += 1
-                ok = os.environ.get("FAKE_NEVER_READY") != "1"
-            elif self.path == "/livez":
-                ok = not (flags / "fail-livez").exists()
-            elif self.path.startswith("/alloc/"):
-                hog.append(b"x" * (int(self.path.rsplit("/", 1)[1]) * 1024 * 1024))
-            cpus = sorted(os.sched_getaffinity(0))
-            body = json.dumps({"env": dict(os.environ), "readyz_hits": readyz_hits[0], "cpus": cpus}).encode()
-            self.send_response(200 if ok else 503)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    print("fake replica listening on", port, flush=True)
-    http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
-    """
-)
 
 # A Tiffin that starts one replica, says so, and waits to be SIGKILLed.
 TIFFIN_STAND_IN = textwrap.dedent(
@@ -116,117 +90,6 @@ ECHO_SERVICE = textwrap.dedent(
             return text
     """
 )
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = DEADLINE_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(POLL_S)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def status_of(backend: LocalBackend, replica_id: str) -> ReplicaStatus | None:
-    return next((s for s in backend.observe() if s.replica_id == replica_id), None)
-
-
-def wait_phase(
-    backend: LocalBackend, replica_id: str, phase: ReplicaPhase, timeout: float = DEADLINE_S
-) -> ReplicaStatus:
-    def reached() -> ReplicaStatus | None:
-        status = status_of(backend, replica_id)
-        return status if status is not None and status.phase is phase else None
-
-    status: ReplicaStatus = wait_for(reached, f"{replica_id} to be {phase}", timeout)
-    return status
-
-
-def wait_gone(backend: LocalBackend, replica_id: str, timeout: float = DEADLINE_S) -> None:
-    wait_for(lambda: status_of(backend, replica_id) is None, f"{replica_id} to disappear", timeout)
-
-
-def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
-    return [p for p in processes if _running(p)]
-
-
-def _running(process: psutil.Process) -> bool:
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def assert_all_gone(processes: list[psutil.Process]) -> None:
-    wait_for(lambda: not alive(processes), f"processes {[p.pid for p in processes]} to exit", 10.0)
-
-
-def get(url: str, timeout: float = 5.0) -> dict[str, Any]:
-    response = httpx.get(url, timeout=timeout, trust_env=False)
-    response.raise_for_status()
-    body: dict[str, Any] = response.json()
-    return body
-
-
-class Trees:
-    """Remembers every process the tests saw, so teardown can prove none survived."""
-
-    def __init__(self) -> None:
-        self.seen: list[psutil.Process] = []
-
-    def of(self, status: ReplicaStatus) -> list[psutil.Process]:
-        """The replica's tree: launcher, shim, supervisor, worker(s)."""
-        assert status.pid is not None
-        root = psutil.Process(status.pid)
-        processes = [root, *root.children(recursive=True)]
-        self.seen.extend(processes)
-        return processes
-
-
-def is_shim(process: psutil.Process) -> bool:
-    return "tiffin.backends.shim" in process.cmdline()[:4]  # not `unshare ... -m tiffin.backends.shim`
-
-
-def shim_of(processes: list[psutil.Process]) -> psutil.Process:
-    return next(p for p in processes if is_shim(p))
-
-
-def supervisor_of(processes: list[psutil.Process]) -> psutil.Process:
-    children: list[psutil.Process] = shim_of(processes).children()
-    assert len(children) == 1
-    return children[0]
-
-
-def workers_of(processes: list[psutil.Process]) -> list[psutil.Process]:
-    """The processes that started their own session (as bentoml's workers do)."""
-    workers = [p for p in processes if os.getsid(p.pid) == p.pid and p.pid != processes[0].pid]
-    return [p for p in workers if not is_shim(p)]
-
-
-def recorded_trees(root: Path) -> list[psutil.Process]:
-    """Every process (and descendant) recorded in a replica.json under `root`."""
-    found: list[psutil.Process] = []
-    for record in root.rglob("replica.json"):
-        data = read_json(record) or {}
-        try:
-            process = psutil.Process(int(data["pid"]))
-            if abs(process.create_time() - float(data["create_time"])) < 1.0:
-                found.extend([process, *process.children(recursive=True)])
-        except (psutil.Error, KeyError, TypeError, ValueError):
-            continue
-    return found
-
-
-def kill_and_check(processes: list[psutil.Process]) -> list[int]:
-    """SIGKILL the processes; the PIDs of those that were still running."""
-    survivors = alive(processes)
-    for process in survivors:
-        try:
-            process.kill()
-        except psutil.Error:
-            continue
-    return [p.pid for p in survivors]
 
 
 @pytest.fixture
@@ -277,21 +140,6 @@ def make_backend(tmp_path: Path, fake_replica: Path, trees: Trees) -> Iterator[C
 @pytest.fixture
 def backend(make_backend: Callable[..., LocalBackend]) -> LocalBackend:
     return make_backend()
-
-
-def fake_spec(tmp_path: Path, replica_id: str, **fields: Any) -> ReplicaSpec:
-    flags = tmp_path / "flags" / replica_id
-    flags.mkdir(parents=True, exist_ok=True)
-    env = {"FAKE_FLAGS": str(flags), **fields.pop("env", {})}
-    return ReplicaSpec(
-        replica_id=replica_id,
-        deployment="d1",
-        service="Echo",
-        revision="r1",
-        bento=BentoRef("fake:1"),
-        env=env,
-        **fields,
-    )
 
 
 def start_running(backend: LocalBackend, spec: ReplicaSpec) -> ReplicaStatus:
@@ -354,41 +202,6 @@ def test_usage_sums_the_tree_and_subscribers_hear_phase_changes(
     assert after.cpu_seconds >= before.cpu_seconds > 0
 
 
-def test_stop_kills_the_whole_tree(backend: LocalBackend, tmp_path: Path, trees: Trees) -> None:
-    status = start_running(backend, fake_spec(tmp_path, "r-stop"))
-    processes = trees.of(status)
-    assert len(workers_of(processes)) == 1, "the fake worker should run in its own session"
-
-    backend.stop("r-stop")
-
-    stopping = status_of(backend, "r-stop")
-    assert stopping is None or stopping.phase is ReplicaPhase.STOPPING
-    wait_gone(backend, "r-stop")
-    assert_all_gone(processes)
-    assert not (tmp_path / "replicas" / "r-stop").exists()
-
-
-def test_stop_right_after_start(backend: LocalBackend, tmp_path: Path) -> None:
-    backend.start(fake_spec(tmp_path, "r-hasty"))
-    backend.stop("r-hasty")
-
-    wait_gone(backend, "r-hasty")
-    assert not (tmp_path / "replicas" / "r-hasty").exists()
-
-
-def test_killed_shim_fails_the_replica_and_takes_the_tree(
-    backend: LocalBackend, tmp_path: Path, trees: Trees
-) -> None:
-    status = start_running(backend, fake_spec(tmp_path, "r-shim"))
-    processes = trees.of(status)
-
-    shim_of(processes).send_signal(signal.SIGKILL)
-
-    failed = wait_phase(backend, "r-shim", ReplicaPhase.FAILED)
-    assert "shim died" in failed.reason
-    assert_all_gone(processes)
-
-
 def test_killed_supervisor_takes_its_worker(backend: LocalBackend, tmp_path: Path, trees: Trees) -> None:
     status = start_running(backend, fake_spec(tmp_path, "r-super"))
     processes = trees.of(status)
@@ -421,22 +234,6 @@ def test_never_ready_stays_starting(backend: LocalBackend, tmp_path: Path) -> No
 
 
 TRACEBACK = 'Traceback (most recent call last):\n  File "service.py", line 3\nValueError: no weights'
-
-
-def test_a_crash_is_explained_by_its_output_which_outlives_the_replica(
-    backend: LocalBackend, tmp_path: Path
-) -> None:
-    backend.start(fake_spec(tmp_path, "r-crash", env={"FAKE_SAY": TRACEBACK, "FAKE_EXIT": "3"}))
-
-    failed = wait_phase(backend, "r-crash", ReplicaPhase.FAILED)
-    assert failed.reason == "exited with code 3: ValueError: no weights"
-    backend.forget("r-crash")
-    wait_gone(backend, "r-crash")
-
-    assert "ValueError: no weights" in backend.read_log("r-crash", 10)
-    (ended,) = backend.ended("d1")
-    assert (ended.replica_id, ended.service, ended.reason) == ("r-crash", "Echo", "exited with code 3")
-    assert not (tmp_path / "replicas" / "r-crash").exists(), "only the output is kept"
 
 
 def test_a_starting_replica_reports_the_error_its_output_shows(backend: LocalBackend, tmp_path: Path) -> None:

@@ -137,6 +137,7 @@ class LocalBackend:
         log_max_bytes: int = logfiles.DEFAULT_MAX_BYTES,
         log_files: int = logfiles.DEFAULT_FILES,
         ended: EndedLogs | None = None,
+        pin_cpus: bool = True,
     ) -> None:
         self._root = root
         self._materialize = materialize
@@ -153,7 +154,9 @@ class LocalBackend:
         self._log_max_bytes = log_max_bytes
         self._log_files = log_files
         self._ended = ended or EndedLogs(root)
-        self._ledger = Ledger(host, sorted(os.sched_getaffinity(0)))
+        # Without pinning (several backends share the machine's cores, as Ray actors do), a replica's
+        # CPU share is a reservation only.
+        self._ledger = Ledger(host, sorted(os.sched_getaffinity(0)) if pin_cpus else ())
         self._prober = Prober(probe_timeout_s)
         self._replicas: dict[str, _Replica] = {}
         self._lock = threading.RLock()

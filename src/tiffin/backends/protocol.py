@@ -1,7 +1,8 @@
 """The one seam between Tiffin and whatever runs replicas: specs in, observed statuses out.
 
 The reconciler decides; a backend only executes `start`/`stop` and reports what it sees. `LocalBackend`
-runs replicas as processes on this machine; a `FakeBackend` scripts them in unit tests.
+runs replicas as processes on this machine, `RayBackend` as Ray actors on a cluster's nodes; a
+`FakeBackend` scripts them in unit tests.
 """
 
 from collections.abc import Callable, Mapping

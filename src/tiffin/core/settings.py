@@ -42,6 +42,7 @@ class Settings:
     gateway_port: int = DEFAULT_GATEWAY_PORT  # where the gateway serves them by host name
     api_url: str = "http://127.0.0.1:3000"  # scaled out: where replicas reach `tiffin api`
     gateway_host: str = "127.0.0.1"  # scaled out: where replicas reach a gateway's internal routes
+    ray_address: str | None = None  # with one, `tiffin controller` runs replicas on that Ray cluster
 
     @property
     def artifacts_dir(self) -> Path:
@@ -78,6 +79,7 @@ class Settings:
             else None,
             api_url=(env.get("TIFFIN_API_URL") or "http://127.0.0.1:3000").rstrip("/"),
             gateway_host=env.get("TIFFIN_GATEWAY_HOST") or "127.0.0.1",
+            ray_address=env.get("TIFFIN_RAY_ADDRESS", "").strip() or None,
         )
 
     @property

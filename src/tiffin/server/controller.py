@@ -97,7 +97,9 @@ def build_controller(settings: Settings, clock: Clock) -> Controller:
     db, context = open_store(settings, clock)
 
     def make_deps() -> ReconcilerDeps:
-        return reconciler_deps(settings, context, settings.api_url, settings.gateway_host)
+        return reconciler_deps(
+            settings, context, settings.api_url, settings.gateway_host, ray_address=settings.ray_address
+        )
 
     return Controller(
         make_deps, leader_lock(db, settings.home / "controller.lock"), settings.reconcile_interval_s

@@ -2,8 +2,10 @@
 and (for `tiffin up`) the runtime that runs deployments attached to the API's lifespan."""
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
+from cryptography.fernet import InvalidToken
 from fastapi import FastAPI
 
 from tiffin.api.app import create_api
@@ -13,7 +15,9 @@ from tiffin.artifacts.storage import ArtifactStore
 from tiffin.autoscaler import ScalerSettings
 from tiffin.backends.capacity import HostCapacity, detect_host_capacity, with_machine_gpus
 from tiffin.backends.local import LocalBackend
+from tiffin.backends.protocol import Backend
 from tiffin.builder import Builder
+from tiffin.builder.fetch import ApiMaterializer
 from tiffin.builder.materialize import local_materializer
 from tiffin.core.clock import Clock, SystemClock
 from tiffin.core.errors import BadRequest
@@ -25,8 +29,11 @@ from tiffin.server.runtime import Runtime, make_runtime
 from tiffin.store.db import Database, migrate
 from tiffin.store.deployments import PortPool
 from tiffin.store.identity import bootstrap
+from tiffin.store.node_tokens import node_token
 from tiffin.store.secret_box import SecretBox
 from tiffin.store.secrets import SecretStore
+
+NODE_TOKEN_FILE = "ray-nodes.token"  # the sealed secret of the token Ray nodes download bentos with
 
 
 @dataclass(frozen=True)
@@ -96,15 +103,25 @@ def _runtime(settings: Settings, context: ApiContext, listen: Listen) -> Runtime
 
 
 def reconciler_deps(
-    settings: Settings, context: ApiContext, api_endpoint: str, gateway_host: str = "127.0.0.1"
+    settings: Settings,
+    context: ApiContext,
+    api_endpoint: str,
+    gateway_host: str = "127.0.0.1",
+    ray_address: str | None = None,
 ) -> ReconcilerDeps:
-    """What the reconciler runs with: a local backend, the builder, the store; replicas reach the API
-    at `api_endpoint` and other Services through a gateway at `gateway_host`."""
+    """What the reconciler runs with: a backend (local, or with `ray_address` the Ray cluster there),
+    the builder, the store; replicas reach the API at `api_endpoint` and other Services through a
+    gateway at `gateway_host`."""
     builder = Builder(settings.builds_dir, env_cache=settings.env_cache)
-    materialize = local_materializer(builder, context.artifacts)
+    if ray_address is None:
+        backend: Backend = LocalBackend(
+            settings.replicas_dir, context.host, local_materializer(builder, context.artifacts)
+        )
+    else:
+        backend = _ray_backend(settings, context, ray_address, api_endpoint)
     return ReconcilerDeps(
         db=context.db,
-        backend=LocalBackend(settings.replicas_dir, context.host, materialize),
+        backend=backend,
         builder=builder,
         artifacts=context.artifacts,
         secrets=context.secrets,
@@ -120,6 +137,29 @@ def reconciler_deps(
         gateway_host=gateway_host,
         domain=settings.domain.name if settings.domain is not None else "",
     )
+
+
+def _ray_backend(settings: Settings, context: ApiContext, address: str, api_endpoint: str) -> Backend:
+    """Replicas as actors on the Ray cluster at `address`; nodes fetch bentos from `api_endpoint`."""
+    from tiffin.backends.ray.backend import RayBackend  # noqa: PLC0415 - Ray is optional
+
+    return RayBackend(address, ApiMaterializer(api_endpoint, _node_token(settings, context)))
+
+
+def _node_token(settings: Settings, context: ApiContext) -> str:
+    """The `ray-nodes` token's secret, kept sealed in TIFFIN_HOME so later controllers reuse it."""
+    path = settings.home / NODE_TOKEN_FILE
+    try:
+        known = str(context.box.open(path.read_text(encoding="utf-8")))
+    except (OSError, InvalidToken, ValueError):
+        known = None
+    with context.db.session() as session:
+        secret = node_token(session, known, context.clock.now())
+    if secret != known:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(context.box.seal(secret))
+    return secret
 
 
 def open_database(settings: Settings) -> Database:
