@@ -116,6 +116,10 @@ class Front:
     async def shout(self, text: str) -> dict:
         inner = await self.model.to_async.predict(text=text)
         return {"inner": inner, **runtime_facts()}
+
+    @bentoml.api
+    async def hello(self) -> str:
+        return "hello"  # answered by Front alone
 """
 
 

@@ -32,18 +32,18 @@ GiB = 1024**3
 
 
 def test_resources_become_actor_options() -> None:
-    assert actor_options(Resources()) == {"num_cpus": 0.0}
+    assert actor_options(Resources()) == {"num_cpus": 0.01}, "a sliver: Ray then honours preferences"
     assert actor_options(Resources(cpu_millicores=500, memory_bytes=2 * GiB)) == {
         "num_cpus": 0.5,
         "memory": 2 * GiB,
     }
     assert actor_options(Resources(gpus=2, gpu_type="NVIDIA A100-SXM4-80GB")) == {
-        "num_cpus": 0.0,
+        "num_cpus": 0.01,
         "num_gpus": 2,
         "resources": {"gpu-type:nvidia-tesla-a100": 2},
     }
     assert gpu_type_resource("nvidia-a100") == gpu_type_resource("nvidia-tesla-a100")
-    assert actor_options(Resources(gpus=1)) == {"num_cpus": 0.0, "num_gpus": 1}
+    assert actor_options(Resources(gpus=1)) == {"num_cpus": 0.01, "num_gpus": 1}
 
 
 def test_why_an_actor_is_not_placed() -> None:
@@ -143,9 +143,14 @@ def test_a_bento_unpacked_on_the_node_is_not_downloaded_again(tmp_path: Path) ->
     assert request.bento_tag == "echo:v1" and set(request.model_archives) == {"weights:v2"}
 
 
-def test_an_actor_that_asks_for_nothing_just_waits_to_be_placed() -> None:
-    assert required(Resources()) == {}
-    assert why_pending({}, [NodeOffer("10.0.0.1", {"CPU": 1.0})]) == "waiting for Ray to place it"
+def test_an_actor_that_asks_for_nothing_waits_for_a_node_with_cpus() -> None:
+    assert required(Resources()) == {"CPU": 0.01}
+    assert why_pending(required(Resources()), [NodeOffer("10.0.0.1", {"CPU": 1.0})]) == (
+        "waiting for a Ray node with 0.01 CPU free"
+    )
+    assert why_pending(required(Resources()), [NodeOffer("10.0.0.1", {"memory": 1.0})]) == (
+        "needs 0.01 CPU; the one alive Ray node does not have that much"
+    )
 
 
 def test_a_services_replicas_prefer_the_nodes_with_fewest_of_them() -> None:
@@ -157,6 +162,8 @@ def test_a_services_replicas_prefer_the_nodes_with_fewest_of_them() -> None:
     assert spread_node(one_cpu, nodes, [Placed("node-2", True)]) == "node-3"
     assert spread_node(one_cpu, nodes, [Placed("node-2", True), Placed("node-3", False)]) == "node-3"
     assert spread_node(one_cpu, nodes, [Placed("node-2", False), Placed("node-3", True)]) == "node-2"
-    assert spread_node({}, [head], [Placed("head", True)]) == "head", "asks for nothing: any node"
+    nothing = required(Resources())
+    assert spread_node(nothing, nodes, [Placed("node-2", True)]) == "node-3", "asks for nothing: not the head"
+    assert spread_node(nothing, [head], []) is None, "a node without CPUs is not for replicas"
     assert spread_node({"GPU": 1.0}, nodes, []) is None, "no node is big enough: Ray explains"
     assert spread_node(one_cpu, [NodeOffer("10.0.0.9", {"CPU": 2.0})], []) is None, "no id known"

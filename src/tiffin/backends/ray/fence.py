@@ -6,22 +6,23 @@ controller reports it FAILED and starts a replacement elsewhere, so the old one 
 serving. Ray kills a dead worker's direct children, which takes a PID-namespaced replica down; a
 subreaper shim's workers (no root) would survive that. So each actor starts this small watcher,
 `python -m tiffin.backends.ray.fence ROOT PID CREATE_TIME`, which detaches (it is not the actor's
-child, so it outlives it), checks the actor every `POLL_S`, and when it is gone kills every replica
-tree recorded under ROOT and removes ROOT. It exits once ROOT is gone (the actor cleaned up after a
-graceful stop) or after fencing.
+child, so it outlives it), waits for the actor's exit, and then at once kills every replica tree
+recorded under ROOT and removes ROOT (at once matters: a node's replicas then die together, as on a
+machine that goes down, and the requests lost are those in flight at that moment). It exits once
+ROOT is gone (the actor cleaned up after a graceful stop) or after fencing.
 """
 
 import os
+import select
 import shutil
 import sys
-import time
 from pathlib import Path
 
 from tiffin.backends.leftovers import kill_leftovers
 from tiffin.backends.processes import ProcessId, find, identify, kill_all, tree
 from tiffin.backends.replica_dir import ReplicaPaths, read_record
 
-POLL_S = 0.25
+ROOT_CHECK_S = 1.0  # how often a watcher looks whether its replica was stopped without it
 
 
 def spawn(root: Path) -> None:
@@ -53,11 +54,20 @@ def _kill_replica(paths: ReplicaPaths) -> None:
 
 
 def watch(root: Path, owner: ProcessId) -> None:
+    """Wait for the actor's exit (on a pidfd: at once, without polling), then fence; return early once
+    `root` is gone (the actor stopped its replica itself)."""
+    try:
+        exited = os.pidfd_open(owner.pid)
+    except ProcessLookupError:
+        exited = None
+    if exited is None or find(owner) is None:  # gone already, or the PID is another process's now
+        clear(root)
+        return
     while root.exists():
-        if find(owner) is None:
+        ready, _, _ = select.select([exited], [], [], ROOT_CHECK_S)
+        if ready:
             clear(root)
             return
-        time.sleep(POLL_S)
 
 
 def main(argv: list[str]) -> None:

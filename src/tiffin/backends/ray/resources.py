@@ -17,6 +17,7 @@ from tiffin.backends.gpu_types import gpu_type_of
 from tiffin.backends.protocol import Resources
 
 GPU_TYPE_PREFIX = "gpu-type:"
+MIN_CPUS = 0.01  # what a replica that asks for no CPU reserves
 _GiB = 1024**3
 _MiB = 1024**2
 
@@ -27,9 +28,11 @@ def gpu_type_resource(gpu_type: str) -> str:
 
 
 def actor_options(resources: Resources) -> dict[str, Any]:
-    """Ray actor options for a replica's resources. No CPU request means 0 CPUs (best effort), as the
-    local backend never refuses a replica that asks for nothing."""
-    options: dict[str, Any] = {"num_cpus": (resources.cpu_millicores or 0) / 1000}
+    """Ray actor options for a replica's resources. No CPU request means `MIN_CPUS` (best effort, as the
+    local backend never refuses a replica that asks for nothing): Ray places an actor asking for no
+    resources at all wherever the request arrives, ignoring node preferences (measured: a head started
+    with `--num-cpus=0` got them), while a sliver of a CPU keeps them on the nodes meant for work."""
+    options: dict[str, Any] = {"num_cpus": max((resources.cpu_millicores or 0) / 1000, MIN_CPUS)}
     if resources.memory_bytes:
         options["memory"] = resources.memory_bytes
     if resources.gpus:
