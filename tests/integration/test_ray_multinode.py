@@ -3,9 +3,13 @@ that advertise different GPU types (`gpu-type:nvidia-tesla-t4`, `gpu-type:nvidia
 declare GPUs it does not have). Replicas land on the node of their GPU type; a type no node offers stays
 PENDING with a sentence saying so; killing a worker node fails its replica with a reason naming the
 node (what makes the reconciler replace it) and takes the replica's processes down, and a replacement
-runs on the other node. Fast health checks make Ray notice the dead node in ~2.5 s.
+runs on the other node. A node whose raylet hangs (alive, but cut off from Ray's head) has its
+replica fenced before the replica is reported failed. Fast health checks make Ray notice the dead node
+in ~2.5 s, the hung one in ~5 s.
 """
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,3 +128,46 @@ def _scenario(backend: Any, cluster: Any, tmp_path: Path, trees: Trees) -> None:
 
 def _explained(status: Any) -> Any:
     return status if status is not None and status.reason.startswith("needs") else None
+
+
+def test_a_replica_on_a_hung_node_is_fenced_before_it_is_failed(tmp_path: Path) -> None:
+    from tiffin.backends.ray.actor import NodeSettings  # noqa: PLC0415 - ray is optional
+    from tiffin.backends.ray.backend import RayBackend  # noqa: PLC0415
+
+    program = tmp_path / "fake_replica.py"
+    program.write_text(FAKE_REPLICA)
+    settings = NodeSettings(
+        node_home=str(tmp_path / "node"), probe_interval_s=0.05, command=FakeCommand(str(program))
+    )
+    with ray_cluster([{"num_cpus": 1}], fast_health_checks=True) as cluster:
+        (worker,) = cluster.worker_nodes
+        raylet = worker.all_processes["raylet"][0].process.pid
+        backend = RayBackend(None, FakeMaterializer(str(tmp_path)), settings)
+        trees = Trees()
+        try:
+            backend.start(fake_spec(tmp_path, "r-hung"))
+            processes = trees.of(wait_phase(backend, "r-hung", ReplicaPhase.RUNNING, DEADLINE_S))
+            os.kill(raylet, signal.SIGSTOP)
+            hung_at = time.monotonic()
+
+            held = wait_for(lambda: _held(status_of(backend, "r-hung")), "r-hung held while it fences")
+            failed = wait_phase(backend, "r-hung", ReplicaPhase.FAILED, DEADLINE_S)
+            gone = [p.pid for p in processes if p.is_running() and p.status() != "zombie"]
+            assert not gone, f"the replica was failed (and would be replaced) while {gone} still ran"
+            assert "replaced once it has fenced itself" in held.reason and held.url is None
+            assert "died" in failed.reason
+            print(f"raylet hung -> replica failed, fenced, {time.monotonic() - hung_at:.2f} s after")
+        finally:
+            os.kill(raylet, signal.SIGCONT)
+            backend.close(stop_replicas=True)
+            leftovers = recorded_trees(tmp_path) + trees.seen
+            survivors = kill_and_check(leftovers)
+            assert not survivors, f"replica processes survived the test: {survivors}"
+
+
+def _held(status: Any) -> Any:
+    return (
+        status
+        if status is not None and status.phase is ReplicaPhase.PENDING and "fenced" in status.reason
+        else None
+    )

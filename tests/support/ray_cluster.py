@@ -23,9 +23,10 @@ from tests.support.server import free_port
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "tiffin"
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # also for processes that connect to it
-FAST_HEALTH_CHECKS = {  # a dead node is noticed after ~2.5 s instead of 12-15 s
+FAST_HEALTH_CHECKS = {  # a dead node is noticed after ~2.5 s instead of 15 s, a hung one after ~5 s
     "health_check_initial_delay_ms": 0,
     "health_check_period_ms": 500,
+    "health_check_timeout_ms": 500,
     "health_check_failure_threshold": 5,
 }
 

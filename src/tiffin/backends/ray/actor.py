@@ -7,14 +7,15 @@ materializer the controller handed it), then runs the replica exactly as `tiffin
 shim, with probes, output logs and memory limits, bound to the node's address, given what Ray granted
 (its CPU share, memory, and the GPUs Ray assigned). It answers status calls while it builds (it is a
 threaded actor) and long-polls: `status(known, wait_s)` returns as soon as something changed since the
-version the caller knows. A fence process (`fence`) kills the replica if the actor dies.
+version the caller knows. A fence process (`fence`) kills the replica if the actor dies, and the
+actor kills it itself when its node is cut off from the cluster (`lease`).
 """
 
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import ray
@@ -31,6 +32,7 @@ from tiffin.backends.protocol import (
     Usage,
 )
 from tiffin.backends.ray import fence
+from tiffin.backends.ray.lease import Heard, LeaseTerms, fence_reason
 
 NodeMaterializer = Callable[[Path], Materialize]
 """Given the node's Tiffin directory, how bentos are made runnable on that node (picklable: it travels
@@ -49,6 +51,7 @@ class NodeSettings:
     probe_interval_s: float = 0.1
     liveness_interval_s: float = 5.0
     command: launch.Command | None = None  # the replica's command line (tests pass a fake)
+    lease: LeaseTerms = field(default_factory=LeaseTerms)  # the controller sets the cluster's
 
     def home(self) -> Path:
         raw = self.node_home or os.environ.get(NODE_HOME_VARIABLE) or DEFAULT_NODE_HOME
@@ -73,6 +76,7 @@ class _State:
     version: int = 0
     backend: LocalBackend | None = None
     stopped: bool = False
+    fenced: str | None = None  # why the actor killed its replica itself
     notes: list[str] = field(default_factory=list)  # what the actor itself has to say in the log
 
 
@@ -90,7 +94,9 @@ class ReplicaActor:
         self._root = self._home / "replicas" / spec.replica_id
         self._changed = threading.Condition()
         self._state = _State(ReplicaPhase.PENDING, f"preparing the bento on Ray node {self._node_ip}")
+        self._heard = Heard(time.monotonic(), alive=True)
         threading.Thread(target=self._prepare, name="tiffin-replica-prepare", daemon=True).start()
+        threading.Thread(target=self._keep_lease, name="tiffin-replica-lease", daemon=True).start()
 
     # --- called by the controller ----------------------------------------------------------------
 
@@ -165,6 +171,41 @@ class ReplicaActor:
             self._state.backend = backend
             self._bump()
 
+    def _keep_lease(self) -> None:
+        """Ask the head about this node every `check_s` (on a thread of its own: an answer may never
+        come) and fence the replica when `fence_reason` says so."""
+        terms = self._settings.lease
+        asking: threading.Thread | None = None
+        while True:
+            time.sleep(terms.check_s)
+            with self._changed:
+                if self._state.stopped:
+                    return
+            if asking is None or not asking.is_alive():
+                asking = threading.Thread(target=self._ask_head, name="tiffin-replica-ask", daemon=True)
+                asking.start()
+            reason = fence_reason(terms, self._heard, time.monotonic())
+            if reason is not None:
+                self._fence(reason)
+                return
+
+    def _ask_head(self) -> None:
+        try:
+            nodes = ray.nodes()
+        except Exception:  # no answer is what the lease counts; any error is one
+            return
+        mine = next((node for node in nodes if node.get("NodeID") == self._node_id), None)
+        self._heard = Heard(time.monotonic(), alive=mine is None or bool(mine.get("Alive")))
+
+    def _fence(self, reason: str) -> None:
+        """Kill the replica at once (no grace: a replacement may be starting elsewhere)."""
+        said = f"fenced on Ray node {self._node_ip}: {reason}"
+        with self._changed:
+            self._state.stopped, self._state.fenced = True, said
+            self._state.notes.append(said)
+            self._bump()
+        fence.kill_replicas(self._root)
+
     def _granted(self) -> HostCapacity:
         """What Ray granted this actor: the replica's own request, and the GPUs Ray assigned."""
         resources = self._spec.resources
@@ -196,7 +237,9 @@ class ReplicaActor:
             spec.replica_id, spec.deployment, spec.service, spec.revision, state.phase, reason=state.reason
         )
         usage = None
-        if backend is not None:
+        if state.fenced is not None:
+            status = replace(status, phase=ReplicaPhase.FAILED, reason=state.fenced)
+        elif backend is not None:
             observed = backend.observe()
             if observed:
                 status = observed[0]

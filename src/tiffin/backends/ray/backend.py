@@ -34,6 +34,7 @@ except ImportError as missing:  # pragma: no cover - depends on the installation
 from tiffin.backends.ended import EndedReplica
 from tiffin.backends.protocol import Backend, ReplicaPhase, ReplicaSpec, ReplicaStatus, Usage
 from tiffin.backends.ray.actor import ActorStatus, NodeMaterializer, NodeSettings, ReplicaActor
+from tiffin.backends.ray.lease import LeaseTerms, terms_for
 from tiffin.backends.ray.resources import (
     Placed,
     actor_options,
@@ -80,6 +81,8 @@ class _Actor:
     retire_by: float = 0.0
     hidden: bool = False  # being stopped or forgotten without a STOPPING phase to show
     dead: bool = False
+    fenced_by: float | None = None  # its node died: failed at this time, when it has fenced itself
+    death: str = ""  # why it died, once it did
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ class RayBackend:
         if self._owns_connection:
             ray.init(address=address, namespace=namespace, log_to_driver=False, logging_level=logging.WARNING)
         self._materializer = materializer
-        self._settings = settings or NodeSettings()
+        self._settings = replace(settings or NodeSettings(), lease=_cluster_lease())
         self._namespace = namespace
         self._long_poll_s = long_poll_s
         self._now = clock_time
@@ -363,6 +366,7 @@ class RayBackend:
             for ref, answer in answers:
                 self._apply(calls[ref], ref, answer)
             self._expire_retirements()
+            self._expire_fence_holds()
             for replica_id, reason in reasons.items():
                 self._explain(replica_id, reason)
             changed = self._phases() != before
@@ -426,19 +430,38 @@ class RayBackend:
         if actor.status.phase is ReplicaPhase.STOPPING:
             self._remove(actor, "")
             return
-        reason = self._death_reason(actor, error)
+        reason, node_died = self._death_reason(actor, error)
+        if node_died and actor.status.phase is not ReplicaPhase.FAILED:
+            # Its node may be cut off rather than gone: the replica is failed (replaced) only once it
+            # has certainly fenced itself (`lease`); until then it is pending, and never routed to.
+            actor.fenced_by = self._now() + self._settings.lease.hold_s
+            waiting = f"{reason}; replaced once it has fenced itself"
+            actor.status = replace(actor.status, phase=ReplicaPhase.PENDING, url=None, reason=waiting)
+            actor.death = reason
+            return
         actor.status = replace(actor.status, phase=ReplicaPhase.FAILED, url=None, reason=reason)
         log.debug("replica %s failed: %s", actor.status.replica_id, reason)
 
-    def _death_reason(self, actor: _Actor, error: RayActorError) -> str:
+    def _death_reason(self, actor: _Actor, error: RayActorError) -> tuple[str, bool]:
+        """Why the actor died, and whether its node did."""
         if not actor.node_id:
-            return f"its Ray actor died before it was placed: {_first_line(error)}"
+            return f"its Ray actor died before it was placed: {_first_line(error)}", False
         where = f"Ray node {actor.node_ip} ({actor.node_id[:12]})"
         node = next((n for n in _nodes() if n.get("NodeID") == actor.node_id), None)
         if node is not None and not node.get("Alive"):
             message = str(node.get("DeathReasonMessage") or "").strip()
-            return f"its {where} died" + (f": {message}" if message else "")
-        return f"its Ray actor on {where} died: {_first_line(error)}"
+            return f"its {where} died" + (f": {message}" if message else ""), True
+        return f"its Ray actor on {where} died: {_first_line(error)}", False
+
+    def _expire_fence_holds(self) -> None:
+        """Under the lock: a dead node's replicas, fenced by now, are failed."""
+        now = self._now()
+        for actor in self._actors.values():
+            if actor.fenced_by is not None and now >= actor.fenced_by:
+                actor.fenced_by = None
+                reason = actor.death or actor.status.reason
+                actor.status = replace(actor.status, phase=ReplicaPhase.FAILED, reason=reason)
+                log.debug("replica %s failed: %s", actor.status.replica_id, reason)
 
     def _expire_retirements(self) -> None:
         now = self._now()
@@ -503,6 +526,14 @@ class RayBackend:
         actor = self._actors.get(replica_id)
         if actor is not None and actor.version is None and actor.status.phase is ReplicaPhase.PENDING:
             actor.status = replace(actor.status, reason=reason)
+
+
+def _cluster_lease() -> LeaseTerms:
+    """The lease for the cluster this process is connected to (its health-check settings)."""
+    try:
+        return terms_for(ray._config.health_check_period_ms(), ray._config.health_check_failure_threshold())
+    except AttributeError:  # a Ray without these settings: its defaults
+        return LeaseTerms()
 
 
 def _result(ref: Any) -> object:

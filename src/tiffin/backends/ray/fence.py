@@ -37,11 +37,16 @@ def spawn(root: Path) -> None:
 
 def clear(root: Path) -> None:
     """Kill whatever replica tree is recorded under `root`, then remove it."""
+    kill_replicas(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def kill_replicas(root: Path) -> None:
+    """Kill whatever replica tree is recorded under `root`; its output stays."""
     if root.is_dir():
         for directory in root.iterdir():
             if directory.is_dir() and not directory.name.startswith("."):
                 _kill_replica(ReplicaPaths(directory))
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def _kill_replica(paths: ReplicaPaths) -> None:
